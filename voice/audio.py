@@ -1,0 +1,70 @@
+"""Audio values and conversions. Inside the engine audio is 16 kHz mono int16 little-endian PCM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+ENGINE_RATE = 16_000
+SAMPLE_WIDTH = 2  # bytes per int16 sample
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of audio: ``data`` in ``encoding`` ("pcm16": int16 LE mono, or "mulaw": G.711) at ``sample_rate``."""
+
+    data: bytes
+    sample_rate: int
+    encoding: str = "pcm16"
+
+    @property
+    def samples(self) -> int:
+        return len(self.data) // SAMPLE_WIDTH if self.encoding == "pcm16" else len(self.data)
+
+    @property
+    def duration(self) -> float:
+        return self.samples / self.sample_rate
+
+
+class StreamResampler:
+    """Streaming, anti-aliased int16 mono resampler (soxr) that keeps its filter state between chunks."""
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, "int16", quality)
+
+    def process(self, pcm: bytes, last: bool = False) -> bytes:
+        """Resample a chunk; pass ``last=True`` on the final chunk to flush the filter's tail."""
+        if self._stream is None:
+            return pcm
+        samples = np.frombuffer(pcm, dtype="<i2")
+        return self._stream.resample_chunk(samples, last=last).astype("<i2", copy=False).tobytes()
+
+
+def resample(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
+    """Resample a whole int16 mono buffer in one go."""
+    if in_rate == out_rate or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype="<i2")
+    return soxr.resample(samples, in_rate, out_rate, quality="HQ").astype("<i2", copy=False).tobytes()
+
+
+def to_mono_int16(samples: np.ndarray) -> np.ndarray:
+    """Mix any (frames, channels) int or float array down to mono int16."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.dtype.kind == "f":
+        samples = np.clip(samples, -1.0, 1.0) * 32767.0
+    return np.clip(samples, -32768, 32767).astype("<i2")
+
+
+def rms_dbfs(pcm: bytes) -> float:
+    """Loudness of int16 PCM in dBFS (-inf for silence)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    if samples.size == 0:
+        return float("-inf")
+    rms = float(np.sqrt(np.mean(samples * samples)))
+    return 20 * np.log10(rms / 32768.0) if rms > 0 else float("-inf")

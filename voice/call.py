@@ -1,0 +1,335 @@
+"""One connection's state machine: idle → listening → thinking → speaking, turn decisions and barge-in.
+
+A transport (WebSocket, Twilio, WebRTC) creates a :class:`Call` with a :class:`Peer` — how to send JSON to the client
+and where audio goes — then feeds it text frames (:meth:`Call.handle_text`), PCM (:meth:`Call.handle_audio`) and
+finally :meth:`Call.close`. The call never touches sockets itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from typing import Any
+
+from . import protocol
+from .agent import BaseAgent, VoiceAgent, VoiceInputAgent, maybe_await
+from .config import Settings
+from .limits import TokenBucket
+from .playback import AudioOutput
+from .providers.base import Final, Interim, SpeechStarted, TranscriberError, TranscriberOptions, TranscriberSession
+from .turn import Turn, TurnMetrics
+from .vad import VADConfig, VoiceActivityDetector
+
+log = logging.getLogger("voice.call")
+
+
+class Peer(ABC):
+    """The transport side of a call."""
+
+    output: AudioOutput
+
+    @abstractmethod
+    def send_json(self, message: dict[str, Any]) -> None:
+        """Queue a JSON message to the client (never blocks)."""
+
+    @abstractmethod
+    async def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "") -> None:
+        """Close the connection (for a phone call: hang up)."""
+
+    def on_playback_ack(self, played_samples: int) -> None:  # noqa: B027 - only WebSocket clients send these
+        """The client reported its playback position."""
+
+
+class Call:
+    """A connection to one agent instance; ``in_call`` once ``start_call`` succeeded."""
+
+    def __init__(
+        self,
+        agent: BaseAgent,
+        peer: Peer,
+        settings: Settings,
+        *,
+        query: dict[str, str] | None = None,
+        call_id: str | None = None,
+        principal: Any = None,
+    ) -> None:
+        self.id = call_id or uuid.uuid4().hex[:12]
+        self.agent = agent
+        self.peer = peer
+        self.output = peer.output
+        self.settings = settings
+        self.query = dict(query or {})
+        self.principal = principal
+        self.status = "idle"
+        self.in_call = False
+        self.closed = False
+        self.turn: Turn | None = None
+        self.tts = agent.get_tts() if isinstance(agent, VoiceAgent) else None
+        self._session: TranscriberSession | None = None
+        self._pending_audio: list[bytes] | None = None  # audio that arrives while the STT session starts
+        self._pending_bytes = 0
+        self._vad: VoiceActivityDetector | None = None  # our own barge-in VAD, for STT without speech events
+        self._tasks: set[asyncio.Task] = set()
+        self._messages = TokenBucket(settings.messages_per_second, settings.message_burst)
+        self._audio = TokenBucket(settings.audio_realtime_factor, settings.audio_burst_seconds)
+        self._refused = 0
+        self._last_error: dict[str, float] = {}
+        agent._calls.add(self)
+
+    # --- to the client -------------------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            self.peer.send_json(message)
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.send(protocol.status(status))
+
+    def send_error(self, message: str, code: str | None = None) -> None:
+        """An ``error`` message, at most one per code per second so a flood cannot amplify itself."""
+        now = time.monotonic()
+        key = code or message
+        if now - self._last_error.get(key, -10.0) >= 1.0:
+            self._last_error[key] = now
+            self.send(protocol.error(message, code))
+
+    async def hangup(self) -> None:
+        """End the call and close the connection (on a phone line this hangs up)."""
+        await self.end_call(notify=False)
+        await self.peer.close(protocol.CLOSE_NORMAL, "call ended by agent")
+
+    # --- from the transport ---------------------------------------------------------------------------------
+
+    async def handle_text(self, frame: str) -> None:
+        """One JSON text frame from the client."""
+        if len(frame) > self.settings.max_message_bytes:
+            return await self._refuse(f"message larger than {self.settings.max_message_bytes} bytes", "too_large")
+        if not self._messages.take(1.0):
+            return await self._refuse("too many messages; slow down", "rate_limited")
+        try:
+            message = protocol.parse_client_message(frame, self.settings.max_text_chars)
+        except protocol.ProtocolError as exc:
+            return await self._refuse(str(exc), exc.code)
+        await self.handle_message(message)
+
+    async def handle_message(self, message: protocol.ClientMessage) -> None:
+        kind = message.type
+        if kind == "start_call":
+            # in the background: audio that follows while the STT session starts is buffered, not blocked
+            self._spawn(self.start_call())
+        elif kind == "end_call":
+            await self.end_call()
+        elif kind == "interrupt":
+            if self.turn is not None:
+                await self.interrupt(notify_client=False)
+        elif kind == "text_message":
+            await self.text_message(message.text or "")
+        elif kind == "playback_ack":
+            self.peer.on_playback_ack(message.played_samples or 0)
+        elif kind == "end_of_speech" and self._session is not None:
+            self._spawn(self._session.commit())
+        # hello, start_of_speech: nothing to do (welcome is sent on connect; turn detection is the STT's)
+
+    def handle_audio(self, pcm: bytes) -> None:
+        """One binary frame: 16 kHz mono int16 PCM. Called for every frame, so it stays cheap."""
+        if not self.in_call and self._pending_audio is None:
+            return  # audio outside a call is ignored, as in @cloudflare/voice
+        size = len(pcm)
+        if size > self.settings.max_frame_bytes:
+            self._spawn(self._refuse(f"audio frame larger than {self.settings.max_frame_bytes} bytes", "too_large"))
+            return
+        if size & 1:
+            self._spawn(self._refuse("audio frames must hold whole 16-bit samples (even length)", "odd_frame"))
+            return
+        if not self._audio.take(size / 32000):
+            self._spawn(self._refuse("audio arrives faster than real time allows; dropped", "rate_limited"))
+            return
+        session = self._session
+        if session is None:
+            if self._pending_audio is not None and self._pending_bytes < self.settings.preconnect_audio_seconds * 32000:
+                self._pending_audio.append(pcm)
+                self._pending_bytes += size
+            return
+        session.feed(pcm)
+        if self._vad is not None:
+            self._barge_in_vad(pcm)
+
+    async def close(self) -> None:
+        """The transport is gone: clean up without sending anything."""
+        if self.closed:
+            return
+        await self.end_call(notify=False)
+        self.closed = True
+        self.agent._calls.discard(self)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- call lifecycle -------------------------------------------------------------------------------------
+
+    async def start_call(self) -> None:
+        if self.in_call or self.closed or self._pending_audio is not None:
+            return
+        agent = self.agent
+        self._pending_audio, self._pending_bytes = [], 0
+        if not await maybe_await(agent.before_call_start(self)):
+            self._pending_audio = None
+            self.send_error("the call was rejected", "call_rejected")
+            self.send(protocol.status("idle"))
+            return
+        self.in_call = True
+        self.send({"type": "audio_config", "format": "pcm16", "sampleRate": self.output.sample_rate})
+        try:
+            transcriber = agent.create_transcriber(self)
+            session = await transcriber.create_session(TranscriberOptions(on_event=self._on_stt_event))
+            await session.wait_until_ready()
+        except Exception as exc:  # noqa: BLE001 - any provider failure ends the call attempt cleanly
+            log.warning("STT failed to start on %s: %s", self.id, exc)
+            self.in_call = False
+            self._pending_audio = None
+            self.send_error(f"speech recognition failed to start: {type(exc).__name__}", "stt_failed")
+            self.send(protocol.status("idle"))
+            self.status = "idle"
+            return
+        if not self.in_call:  # ended while the session was starting
+            await session.close()
+            return
+        self._session = session
+        pending, self._pending_audio = self._pending_audio or [], None
+        for pcm in pending:
+            session.feed(pcm)
+        if not transcriber.emits_speech_start and isinstance(agent, VoiceAgent):
+            self._vad = VoiceActivityDetector(VADConfig(start_ms=100))
+        self.set_status("listening")
+        await maybe_await(agent.on_call_start(self))
+
+    async def end_call(self, notify: bool = True) -> None:
+        if not self.in_call:
+            return
+        self.in_call = False
+        if self.turn is not None:
+            await self.interrupt(notify_client=False, hook=False)
+        session, self._session = self._session, None
+        self._pending_audio = None
+        if session is not None:
+            try:
+                await session.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the STT session of %s failed", self.id)
+        if notify:
+            self.set_status("idle")
+        else:
+            self.status = "idle"
+        await maybe_await(self.agent.on_call_end(self))
+
+    # --- turns ----------------------------------------------------------------------------------------------
+
+    async def interrupt(self, notify_client: bool = True, hook: bool = True) -> None:
+        """Stop the current reply: cancel it, flush audio, store what was heard, return to listening."""
+        turn = self.turn
+        if turn is None:
+            return
+        self.turn = None
+        turn.cancel()
+        was_audible = turn.audio_started
+        if notify_client and was_audible:
+            self.send({"type": "playback_interrupt"})
+        heard_position = await self.output.clear() if was_audible else self.output.played()
+        await turn.wait()
+        await turn.save_interrupted(heard_position)
+        if self.in_call:
+            self.set_status("listening")
+        if hook and isinstance(self.agent, VoiceAgent):
+            await maybe_await(self.agent.on_interrupt(self))
+
+    def turn_finished(self, turn: Turn) -> None:
+        if self.turn is turn:
+            self.turn = None
+
+    async def text_message(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        await self._start_turn(text, source="text", metrics=TurnMetrics())
+
+    async def speak(self, text: str, save: bool = True) -> None:
+        """Speak fixed text (no on_turn); waits for a reply in progress to finish first."""
+        if not isinstance(self.agent, VoiceAgent) or not text.strip():
+            return
+        if self.turn is not None:
+            await self.turn.wait()
+        turn = Turn(self, None, speak=self.in_call, source="speak", fixed_text=text, save=save)
+        self.turn = turn.start()
+        await turn.wait()
+
+    async def _start_turn(self, text: str, source: str, metrics: TurnMetrics) -> None:
+        if self.turn is not None:
+            await self.interrupt()  # a newer utterance or message supersedes the reply in flight
+        agent = self.agent
+        self.send({"type": "transcript", "role": "user", "text": text})
+        if isinstance(agent, VoiceInputAgent):
+            await agent.add_message("user", text)
+            await maybe_await(agent.on_transcript(text, self))
+            return
+        turn = Turn(self, text, speak=self.in_call, source=source, metrics=metrics)
+        self.turn = turn.start()
+        # stored after the turn took its history snapshot, in the background: the reply must not wait on disk
+        self._spawn(agent.add_message("user", text))
+
+    def _on_stt_event(self, event: Any) -> None:
+        if self.closed or not self.in_call:
+            return
+        if isinstance(event, Interim):
+            self.send({"type": "transcript_interim", "text": event.text})
+        elif isinstance(event, SpeechStarted):
+            if self._can_barge_in():
+                self._spawn(self.interrupt())
+        elif isinstance(event, Final):
+            self._spawn(self._final(event))
+        elif isinstance(event, TranscriberError):
+            self.send_error(f"speech recognition: {event.message}", "stt_error")
+            if event.fatal:
+                self._spawn(self.end_call())
+
+    async def _final(self, event: Final) -> None:
+        metrics = TurnMetrics(speech_ended_at=event.speech_ended_at or time.monotonic(), final_at=time.monotonic())
+        self.send({"type": "transcript_interim", "text": ""})
+        text = await maybe_await(self.agent.after_transcribe(event.text.strip(), self))
+        if not text or not text.strip():
+            return
+        await self._start_turn(text.strip(), source="voice", metrics=metrics)
+
+    def _can_barge_in(self) -> bool:
+        turn = self.turn
+        return turn is not None and (turn.audio_started or self.output.is_playing())
+
+    def _barge_in_vad(self, pcm: bytes) -> None:
+        vad = self._vad
+        assert vad is not None
+        if not self._can_barge_in():
+            if vad.state.value != "quiet":
+                vad.reset()
+            return
+        for event in vad.process(pcm):
+            if event.kind == "start":
+                self._spawn(self.interrupt())
+
+    # --- helpers --------------------------------------------------------------------------------------------
+
+    async def _refuse(self, message: str, code: str) -> None:
+        self._refused += 1
+        self.send_error(message, code)
+        if self._refused >= self.settings.abuse_close_after:
+            log.warning("closing %s: %d refused messages", self.id, self._refused)
+            await self.close()
+            await self.peer.close(protocol.CLOSE_POLICY, "too many invalid or excess messages")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

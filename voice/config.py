@@ -1,0 +1,59 @@
+"""Server settings: constructor arguments, with environment variables as defaults (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+
+from .chunker import ChunkerConfig
+
+
+def _env(name: str, default, cast):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return cast(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not a valid {cast.__name__}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server. Build with ``Settings.from_env(**overrides)``."""
+
+    db_path: str = "voice.db"  # VOICE_DB
+    history_limit: int = 20  # VOICE_HISTORY_LIMIT: messages in ctx.messages
+    history_cache: int = 200  # recent messages kept in memory per instance
+    max_messages_per_instance: int = 1000  # VOICE_MAX_MESSAGES: retention in SQLite (0: keep all)
+    output_sample_rate: int = 16_000  # VOICE_OUTPUT_RATE: pcm16 rate sent to WebSocket clients
+    max_frame_bytes: int = 64 * 1024  # VOICE_MAX_FRAME_BYTES: larger audio frames are refused
+    max_text_chars: int = 4000  # VOICE_MAX_TEXT_CHARS: text_message limit
+    max_message_bytes: int = 16 * 1024  # a JSON message larger than this is refused
+    messages_per_second: float = 20.0  # VOICE_MESSAGE_RATE: sustained JSON messages per connection
+    message_burst: int = 100  # burst allowance
+    audio_realtime_factor: float = 3.0  # sustained audio faster than real time by this factor is dropped
+    audio_burst_seconds: float = 30.0  # burst allowance for audio
+    abuse_close_after: int = 1000  # refused messages before the connection is closed (1008)
+    max_outbound_messages: int = 4096  # queued messages to a client that does not read before closing it
+    preconnect_audio_seconds: float = 30.0  # audio buffered while the STT session starts
+    tts_lookahead: int = 2  # sentences synthesized ahead of the one playing
+    ack_wait_seconds: float = 0.3  # after a barge-in, how long to wait for the client's playback report
+    chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        base = cls(
+            db_path=_env("VOICE_DB", cls.db_path, str),
+            history_limit=_env("VOICE_HISTORY_LIMIT", cls.history_limit, int),
+            max_messages_per_instance=_env("VOICE_MAX_MESSAGES", cls.max_messages_per_instance, int),
+            output_sample_rate=_env("VOICE_OUTPUT_RATE", cls.output_sample_rate, int),
+            max_frame_bytes=_env("VOICE_MAX_FRAME_BYTES", cls.max_frame_bytes, int),
+            max_text_chars=_env("VOICE_MAX_TEXT_CHARS", cls.max_text_chars, int),
+            messages_per_second=_env("VOICE_MESSAGE_RATE", cls.messages_per_second, float),
+        )
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})

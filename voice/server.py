@@ -1,0 +1,96 @@
+"""The HTTP/WebSocket server: :func:`create_app` (a FastAPI app) and :class:`VoiceServer` (a router to mount)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, HTTPException, WebSocket
+from fastapi.staticfiles import StaticFiles
+
+from .agent import BaseAgent
+from .config import Settings
+from .providers.base import Transcriber, TTSProvider
+from .runtime import Runtime
+from .transport_ws import serve_websocket
+
+log = logging.getLogger("voice")
+
+
+class VoiceServer:
+    """The routes and the runtime behind them. Mount ``server.router`` in your own FastAPI app and enter
+    ``server.lifespan(app)`` from your app's lifespan, or use :func:`create_app`."""
+
+    def __init__(
+        self,
+        agents: dict[str, type[BaseAgent]],
+        *,
+        transcriber: Transcriber | None = None,
+        tts: TTSProvider | None = None,
+        settings: Settings | None = None,
+        warm_up: bool = True,
+        **overrides,
+    ) -> None:
+        self.settings = settings or Settings.from_env(**overrides)
+        self.runtime = Runtime(agents, self.settings, transcriber=transcriber, tts=tts)
+        self.warm_up = warm_up
+        self.router = APIRouter()
+        self._add_routes()
+        self.extensions: list[Callable[[VoiceServer], None]] = []
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI | None = None) -> AsyncIterator[None]:
+        await self.runtime.start(warm_up=self.warm_up)
+        try:
+            yield
+        finally:
+            await self.runtime.stop()
+
+    def _add_routes(self) -> None:
+        runtime = self.runtime
+
+        @self.router.websocket("/agents/{agent}/{instance}")
+        async def agent_socket(websocket: WebSocket, agent: str, instance: str) -> None:
+            await serve_websocket(websocket, runtime, agent, instance)
+
+        @self.router.get("/agents/{agent}/{instance}/messages")
+        async def agent_messages(agent: str, instance: str, limit: int | None = None) -> dict:
+            key = runtime.resolve(agent)
+            if key is None:
+                raise HTTPException(404, f"unknown agent {agent!r}")
+            if limit is not None and limit < 0:
+                raise HTTPException(400, "limit must be non-negative")
+            messages = await runtime.store.messages(key, instance, limit)
+            return {"messages": [m.to_json() for m in messages]}
+
+        @self.router.get("/healthz")
+        async def health() -> dict:
+            return {"ok": True, "agents": sorted(runtime.agents)}
+
+
+def create_app(
+    agents: dict[str, type[BaseAgent]],
+    *,
+    transcriber: Transcriber | None = None,
+    tts: TTSProvider | None = None,
+    settings: Settings | None = None,
+    static_dir: str | Path | None = None,
+    warm_up: bool = True,
+    **overrides,
+) -> FastAPI:
+    """A FastAPI app serving ``agents`` (name → class) at ``/agents/{name}/{instance}``.
+
+    ``transcriber``/``tts`` are the defaults for agents that do not set their own (None: the offline Whisper and
+    Piper providers, or those named by ``VOICE_STT``/``VOICE_TTS``). Keyword ``overrides`` set :class:`Settings`
+    fields (e.g. ``db_path=...``). ``static_dir`` is served at ``/``.
+    """
+    server = VoiceServer(agents, transcriber=transcriber, tts=tts, settings=settings, warm_up=warm_up, **overrides)
+    app = FastAPI(title="voice", lifespan=server.lifespan)
+    app.include_router(server.router)
+    app.state.voice = server
+    if static_dir is not None:
+        app.mount("/client", StaticFiles(directory=str(static_dir)), name="client")
+        app.mount("/", StaticFiles(directory=str(static_dir), html=True), name="static")
+    return app

@@ -1,0 +1,115 @@
+"""Deterministic fake providers, for testing agents without models or network.
+
+:class:`FakeTranscriber` is driven by the audio itself: a frame that starts with the marker samples carries a
+command (speech start, interim, final) and its text, so a test client controls recognition over a real socket::
+
+    await ws.send(fake_speech_frame("final", "what time is it"))
+
+A marker frame with no command (what ``shared/bench/load_client.py`` sends) is a final with the default text.
+:class:`FakeTTS` turns text into a tone whose length is proportional to the text, at any sample rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+import numpy as np
+
+from .audio import AudioChunk
+from .providers.base import (
+    Final,
+    Interim,
+    SpeechStarted,
+    Transcriber,
+    TranscriberOptions,
+    TranscriberSession,
+    TTSProvider,
+)
+
+MARKER = struct.pack("<4h", 12345, -12345, 12345, -12345)
+_KINDS = {b"S": "start", b"I": "interim", b"F": "final"}
+_CODES = {v: k for k, v in _KINDS.items()}
+
+
+def fake_speech_frame(kind: str, text: str = "", samples: int = 320) -> bytes:
+    """A PCM frame that :class:`FakeTranscriber` reads as ``kind`` ("start", "interim", "final") with ``text``."""
+    body = MARKER + _CODES[kind] + struct.pack("<H", len(text.encode())) + text.encode()
+    body += bytes(max(0, samples * 2 - len(body)))
+    return body + (b"\0" if len(body) % 2 else b"")
+
+
+class FakeSession(TranscriberSession):
+    def __init__(self, options: TranscriberOptions, default_text: str, emit_speech_start: bool) -> None:
+        self.options = options
+        self.default_text = default_text
+        self.emit_speech_start = emit_speech_start
+        self.fed_bytes = 0
+        self.closed = False
+
+    def feed(self, pcm: bytes) -> None:
+        self.fed_bytes += len(pcm)
+        if pcm[:8] != MARKER:
+            return
+        kind = _KINDS.get(pcm[8:9])
+        if kind is None:  # a bare marker: the load client's end of turn
+            self.options.on_event(Final(self.default_text, speech_ended_at=time.monotonic()))
+            return
+        (length,) = struct.unpack("<H", pcm[9:11])
+        text = pcm[11 : 11 + length].decode()
+        if kind == "start":
+            if self.emit_speech_start:
+                self.options.on_event(SpeechStarted())
+        elif kind == "interim":
+            self.options.on_event(Interim(text))
+        else:
+            self.options.on_event(Final(text, speech_ended_at=time.monotonic()))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeTranscriber(Transcriber):
+    """Marker-driven STT. ``emits_speech_start=False`` makes the engine fall back to its own VAD for barge-in."""
+
+    def __init__(self, default_text: str = "hello", emits_speech_start: bool = True, start_delay: float = 0.0) -> None:
+        self.default_text = default_text
+        self.emits_speech_start = emits_speech_start
+        self.start_delay = start_delay
+        self.sessions: list[FakeSession] = []
+
+    async def create_session(self, options: TranscriberOptions) -> FakeSession:
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
+        session = FakeSession(options, self.default_text, self.emits_speech_start)
+        self.sessions.append(session)
+        return session
+
+
+class FakeTTS(TTSProvider):
+    """A 440 Hz tone, ``seconds_per_char`` long per character, at ``sample_rate``. ``delay`` simulates latency;
+    ``fail_on`` makes synthesis of text containing it raise."""
+
+    def __init__(
+        self, sample_rate: int = 16_000, seconds_per_char: float = 0.01, delay: float = 0.0, fail_on: str | None = None
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.seconds_per_char = seconds_per_char
+        self.delay = delay
+        self.fail_on = fail_on
+        self.spoken: list[str] = []
+
+    def audio_for(self, text: str, sample_rate: int | None = None) -> bytes:
+        rate = sample_rate or self.sample_rate
+        n = max(1, int(len(text) * self.seconds_per_char * rate))
+        t = np.arange(n) / rate
+        return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+
+    async def synthesize(self, text, cancel=None, *, encoding="pcm16", sample_rate=None) -> AudioChunk:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_on and self.fail_on in text:
+            raise RuntimeError("fake TTS failure")
+        self.spoken.append(text)
+        return AudioChunk(self.audio_for(text, sample_rate), sample_rate or self.sample_rate)
