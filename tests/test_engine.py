@@ -390,3 +390,93 @@ async def test_speech_start_from_our_own_vad_when_stt_has_none(tmp_path):
             await asyncio.sleep(0.02)
         await c.wait_for("playback_interrupt", after=mark, timeout=2)
         await c.close()
+
+
+class Broken(VoiceAgent):
+    async def on_turn(self, transcript: str, ctx: TurnContext):
+        if transcript == "explode":
+            yield "Let me see. "
+            raise RuntimeError("the LLM fell over")
+        yield f"Fine: {transcript}."
+
+
+async def test_on_turn_raising_reports_an_error_and_the_call_keeps_listening(tmp_path):
+    app = create_app({"broken": Broken}, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "b.db"))
+    async with LiveServer(app) as srv:
+        c = await Client.connect(f"{srv.ws}/agents/broken/x")
+        await c.start_call()
+        await c.send(fake_speech_frame("final", "explode"))
+        err = await c.wait_for("error", code="turn_failed")
+        assert "RuntimeError" in err["message"] and "fell over" not in err["message"]  # no internals leak
+        await c.wait_for("status", status="listening", after=c.mark() - 1)
+        mark = c.mark()
+        await c.send(fake_speech_frame("final", "again"))
+        assert (await c.wait_for("transcript_end", after=mark))["text"] == "Fine: again."
+        await asyncio.sleep(0.5)
+        msgs = await history(srv, "broken", "x")
+        assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
+        assert msgs[1]["content"] == "Let me see." and msgs[1]["interrupted"]
+        await c.close()
+
+
+class CountingTTS(FakeTTS):
+    def __init__(self):
+        super().__init__(delay=0.05)
+        self.active = self.peak = 0
+
+    async def synthesize(self, text, cancel=None, **kw):
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await super().synthesize(text, cancel, **kw)
+        finally:
+            self.active -= 1
+
+
+class Chatty(VoiceAgent):
+    async def on_turn(self, transcript, ctx):
+        return " ".join(f"This is sentence number {i} of many." for i in range(12))
+
+
+async def test_tts_runs_ahead_with_bounded_concurrency_and_audio_stays_in_order(tmp_path):
+    tts = CountingTTS()
+    app = create_app({"chatty": Chatty}, transcriber=FakeTranscriber(), tts=tts, db_path=str(tmp_path / "c.db"))
+    async with LiveServer(app) as srv:
+        c = await Client.connect(f"{srv.ws}/agents/chatty/x")
+        await c.start_call()
+        await c.send(fake_speech_frame("final", "go"))
+        await c.wait_for("metrics", timeout=10)
+        assert tts.peak == 2  # look-ahead of 2: never one-at-a-time, never unbounded
+        assert tts.spoken == [f"This is sentence number {i} of many." for i in range(12)]
+        await c.close()
+
+
+async def test_voice_server_mounts_into_an_existing_fastapi_app(tmp_path):
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from voice import VoiceServer
+
+    voice_server = VoiceServer({"echo": Echo}, transcriber=FakeTranscriber(), tts=FakeTTS(),
+                               db_path=str(tmp_path / "m.db"))
+
+    @asynccontextmanager
+    async def lifespan(app):
+        async with voice_server.lifespan(app):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/mine")
+    async def mine():
+        return {"mine": True}
+
+    app.include_router(voice_server.router, prefix="/voice")
+    async with LiveServer(app) as srv:
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{srv.http}/mine")).json() == {"mine": True}
+        c = await Client.connect(f"{srv.ws}/voice/agents/echo/x")
+        await c.send({"type": "text_message", "text": "mounted"})
+        assert (await c.wait_for("transcript_end"))["text"] == "You said: mounted."
+        await c.close()

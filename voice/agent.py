@@ -94,12 +94,14 @@ class BaseAgent:
         recent = self._history[-n:] if n > 0 else []
         return [{"role": m.role, "content": m.content} for m in recent]
 
-    async def add_message(self, role: str, content: str, interrupted: bool = False) -> Message:
-        """Append to history (memory and SQLite)."""
+    def add_message(self, role: str, content: str, interrupted: bool = False) -> asyncio.Future[Message]:
+        """Append to history: in memory at once, in SQLite in the background. The write is queued before this
+        returns, so it keeps its order and is not lost if the caller is cancelled; await the result to be sure it
+        is on disk."""
         message = Message(role, content, interrupted, time.time())
         self._history.append(message)
         del self._history[: -self._runtime.settings.history_cache]
-        return await self._runtime.store.add_message(self.name, self.instance_id, message)
+        return self._runtime.store.add_message(self.name, self.instance_id, message)
 
     # --- schedules --------------------------------------------------------------------------------------------
 

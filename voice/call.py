@@ -278,8 +278,8 @@ class Call:
             return
         turn = Turn(self, text, speak=self.in_call, source=source, metrics=metrics)
         self.turn = turn.start()
-        # stored after the turn took its history snapshot, in the background: the reply must not wait on disk
-        self._spawn(agent.add_message("user", text))
+        # stored after the turn took its history snapshot; the reply does not wait for the disk
+        agent.add_message("user", text)
 
     def _on_stt_event(self, event: Any) -> None:
         if self.closed or not self.in_call:

