@@ -480,3 +480,54 @@ async def test_voice_server_mounts_into_an_existing_fastapi_app(tmp_path):
         await c.send({"type": "text_message", "text": "mounted"})
         assert (await c.wait_for("transcript_end"))["text"] == "You said: mounted."
         await c.close()
+
+
+class Thinker(VoiceAgent):
+    """A slow LLM: the speculative start is what makes it fast."""
+
+    async def on_turn(self, transcript, ctx):
+        EVENTS.append(("thinking", transcript))
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            EVENTS.append(("void", transcript))
+            raise
+        return f"Answer to {transcript}."
+
+
+async def test_eager_end_of_turn_starts_early_speaks_only_on_commit(tmp_path):
+    EVENTS.clear()
+    app = create_app({"thinker": Thinker}, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "e.db"))
+    async with LiveServer(app) as srv:
+        c = await Client.connect(f"{srv.ws}/agents/thinker/x")
+        await c.start_call()
+        # eager, then the user resumes: the speculative turn is void and nothing was sent
+        await c.send(fake_speech_frame("eager", "what is"))
+        await asyncio.sleep(0.1)
+        await c.send(fake_speech_frame("resumed"))
+        await asyncio.sleep(0.1)
+        assert ("void", "what is") in EVENTS
+        assert c.json("transcript_start") == [] and c.json("transcript") == [] and c.audio() == b""
+        # eager with the final words, 0.4 s before the final: the reply comes ~0.4 s sooner than the LLM allows
+        await c.send(fake_speech_frame("eager", "what is the time"))
+        await asyncio.sleep(0.4)
+        assert c.json("transcript_start") == []  # nothing spoken before the commit
+        sent = asyncio.get_running_loop().time()
+        await c.send(fake_speech_frame("final", "What is the time?"))
+        end = await c.wait_for("transcript_end")
+        waited = asyncio.get_running_loop().time() - sent
+        assert end["text"] == "Answer to what is the time."
+        assert waited < 0.35, waited
+        assert EVENTS.count(("thinking", "what is the time")) == 1
+        # eager text that differs from the final: the turn is redone with the final words
+        mark = c.mark()
+        await c.send(fake_speech_frame("eager", "book a table"))
+        await asyncio.sleep(0.05)
+        await c.send(fake_speech_frame("final", "book a table for two"))
+        end = await c.wait_for("transcript_end", after=mark)
+        assert end["text"] == "Answer to book a table for two."
+        assert ("void", "book a table") in EVENTS
+        await asyncio.sleep(1.0)
+        msgs = await history(srv, "thinker", "x")
+        assert [m["content"] for m in msgs if m["role"] == "user"] == ["What is the time?", "book a table for two"]
+        await c.close()

@@ -19,7 +19,16 @@ from .agent import BaseAgent, VoiceAgent, VoiceInputAgent, maybe_await
 from .config import Settings
 from .limits import TokenBucket
 from .playback import AudioOutput
-from .providers.base import Final, Interim, SpeechStarted, TranscriberError, TranscriberOptions, TranscriberSession
+from .providers.base import (
+    EagerFinal,
+    Final,
+    Interim,
+    SpeechStarted,
+    TranscriberError,
+    TranscriberOptions,
+    TranscriberSession,
+    TurnResumed,
+)
 from .turn import Turn, TurnMetrics
 from .vad import VADConfig, VoiceActivityDetector
 
@@ -67,6 +76,7 @@ class Call:
         self.in_call = False
         self.closed = False
         self.turn: Turn | None = None
+        self._speculative: Turn | None = None  # started on an eager end of turn, not yet committed
         self.tts = agent.get_tts() if isinstance(agent, VoiceAgent) else None
         self._session: TranscriberSession | None = None
         self._pending_audio: list[bytes] | None = None  # audio that arrives while the STT session starts
@@ -212,6 +222,7 @@ class Call:
         if not self.in_call:
             return
         self.in_call = False
+        self._drop_speculative()
         if self.turn is not None:
             await self.interrupt(notify_client=False, hook=False)
         session, self._session = self._session, None
@@ -291,6 +302,10 @@ class Call:
                 self._spawn(self.interrupt())
         elif isinstance(event, Final):
             self._spawn(self._final(event))
+        elif isinstance(event, EagerFinal):
+            self._spawn(self._eager_final(event))
+        elif isinstance(event, TurnResumed):
+            self._drop_speculative()
         elif isinstance(event, TranscriberError):
             self.send_error(f"speech recognition: {event.message}", "stt_error")
             if event.fatal:
@@ -300,9 +315,41 @@ class Call:
         metrics = TurnMetrics(speech_ended_at=event.speech_ended_at or time.monotonic(), final_at=time.monotonic())
         self.send({"type": "transcript_interim", "text": ""})
         text = await maybe_await(self.agent.after_transcribe(event.text.strip(), self))
+        speculative, self._speculative = self._speculative, None
         if not text or not text.strip():
+            if speculative:
+                speculative.cancel()
             return
-        await self._start_turn(text.strip(), source="voice", metrics=metrics)
+        text = text.strip()
+        if speculative is not None:
+            if _same_words(speculative.transcript or "", text):
+                await self._commit(speculative, metrics, text)
+                return
+            speculative.cancel()  # the user said something else: answer what was finally said
+        await self._start_turn(text, source="voice", metrics=metrics)
+
+    async def _eager_final(self, event: EagerFinal) -> None:
+        """Start answering before the end of turn is certain; nothing is sent until :meth:`_final` commits."""
+        if not isinstance(self.agent, VoiceAgent):
+            return
+        text = await maybe_await(self.agent.after_transcribe(event.text.strip(), self))
+        self._drop_speculative()
+        if text and text.strip():
+            self._speculative = Turn(self, text.strip(), speak=self.in_call, speculative=True, save=True).start()
+
+    def _drop_speculative(self) -> None:
+        speculative, self._speculative = self._speculative, None
+        if speculative is not None:
+            speculative.save = False
+            speculative.cancel()
+
+    async def _commit(self, turn: Turn, metrics: TurnMetrics, text: str) -> None:
+        if self.turn is not None:
+            await self.interrupt()
+        self.send({"type": "transcript", "role": "user", "text": text})
+        self.turn = turn
+        turn.commit(metrics.speech_ended_at, metrics.final_at or time.monotonic())
+        self.agent.add_message("user", text)
 
     def _can_barge_in(self) -> bool:
         turn = self.turn
@@ -333,3 +380,11 @@ class Call:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _same_words(a: str, b: str) -> bool:
+    """Transcripts that differ only in case and punctuation say the same thing."""
+    def words(text: str) -> list[str]:
+        return "".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in text).split()
+
+    return words(a) == words(b)

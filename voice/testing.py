@@ -19,6 +19,7 @@ import numpy as np
 
 from .audio import AudioChunk
 from .providers.base import (
+    EagerFinal,
     Final,
     Interim,
     SpeechStarted,
@@ -26,15 +27,17 @@ from .providers.base import (
     TranscriberOptions,
     TranscriberSession,
     TTSProvider,
+    TurnResumed,
 )
 
 MARKER = struct.pack("<4h", 12345, -12345, 12345, -12345)
-_KINDS = {b"S": "start", b"I": "interim", b"F": "final"}
+_KINDS = {b"S": "start", b"I": "interim", b"F": "final", b"E": "eager", b"R": "resumed"}
 _CODES = {v: k for k, v in _KINDS.items()}
 
 
 def fake_speech_frame(kind: str, text: str = "", samples: int = 320) -> bytes:
-    """A PCM frame that :class:`FakeTranscriber` reads as ``kind`` ("start", "interim", "final") with ``text``."""
+    """A PCM frame that :class:`FakeTranscriber` reads as ``kind`` with ``text``: "start" (speech started),
+    "interim", "final", "eager" (a speculative end of turn) or "resumed" (the user went on talking)."""
     body = MARKER + _CODES[kind] + struct.pack("<H", len(text.encode())) + text.encode()
     body += bytes(max(0, samples * 2 - len(body)))
     return body + (b"\0" if len(body) % 2 else b"")
@@ -63,6 +66,10 @@ class FakeSession(TranscriberSession):
                 self.options.on_event(SpeechStarted())
         elif kind == "interim":
             self.options.on_event(Interim(text))
+        elif kind == "eager":
+            self.options.on_event(EagerFinal(text))
+        elif kind == "resumed":
+            self.options.on_event(TurnResumed())
         else:
             self.options.on_event(Final(text, speech_ended_at=time.monotonic()))
 

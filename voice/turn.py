@@ -76,6 +76,42 @@ async def as_text_stream(result) -> AsyncIterator[str]:
             yield str(piece)
 
 
+class Prefetch:
+    """Reads an async iterator into memory from now on, and replays it when iterated."""
+
+    def __init__(self, source: AsyncIterator[str]) -> None:
+        self._queue: asyncio.Queue[tuple[str | None, BaseException | None]] = asyncio.Queue()
+        self._task = asyncio.create_task(self._fill(source))
+
+    async def _fill(self, source: AsyncIterator[str]) -> None:
+        try:
+            async for piece in source:
+                self._queue.put_nowait((piece, None))
+            self._queue.put_nowait((None, None))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised to the reader
+            self._queue.put_nowait((None, exc))
+
+    def __aiter__(self) -> Prefetch:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            piece, exc = await self._queue.get()
+        except asyncio.CancelledError:
+            self._task.cancel()
+            raise
+        if exc is not None:
+            raise exc
+        if piece is None:
+            raise StopAsyncIteration
+        return piece
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
 class _Synthesis:
     """One sentence being synthesized; its audio is read in order by the speaker loop."""
 
@@ -98,6 +134,7 @@ class Turn:
         fixed_text: str | None = None,
         metrics: TurnMetrics | None = None,
         save: bool = True,
+        speculative: bool = False,
     ) -> None:
         self.call = call
         self.agent: VoiceAgent = call.agent  # type: ignore[assignment]
@@ -114,6 +151,9 @@ class Turn:
         self.finished = False  # the reply was complete and saved
         self.task: asyncio.Task | None = None
         self._saved = False
+        # a speculative turn runs on_turn at once but sends nothing until commit() (or is cancelled silently)
+        self.gate: asyncio.Event | None = asyncio.Event() if speculative else None
+        self._prefetch: Prefetch | None = None
         # "history before this turn": taken now, before the call stores the user's message
         self.history = self.agent.recent_messages() if fixed_text is None else []
 
@@ -122,8 +162,17 @@ class Turn:
         self.task = asyncio.create_task(self._run(), name=f"turn-{self.call.id}")
         return self
 
+    def commit(self, speech_ended_at: float | None, final_at: float) -> None:
+        """A speculative turn became the real one: start sending its reply."""
+        self.metrics.speech_ended_at = speech_ended_at
+        self.metrics.final_at = final_at
+        if self.gate is not None:
+            self.gate.set()
+
     def cancel(self) -> None:
         self.cancelled.set()
+        if self._prefetch is not None:
+            self._prefetch.cancel()
         if self.task and not self.task.done():
             self.task.cancel()
 
@@ -145,12 +194,16 @@ class Turn:
     async def _run(self) -> None:
         call = self.call
         try:
+            stream = self._open_stream()
+            if self.gate is not None:
+                stream = self._prefetch = Prefetch(stream)  # the LLM starts now; nothing leaves before the commit
+                await self.gate.wait()
             if self.fixed_text is None:
                 call.set_status("thinking")
             sentences: asyncio.Queue[str | None] = asyncio.Queue()
             speaker = asyncio.create_task(self._speak_loop(sentences)) if self.speak else None
             try:
-                await self._produce_text(sentences)
+                await self._produce_text(stream, sentences)
                 if speaker:
                     await speaker
             finally:
@@ -183,13 +236,14 @@ class Turn:
         finally:
             call.turn_finished(self)
 
-    async def _produce_text(self, sentences: asyncio.Queue[str | None]) -> None:
-        chunker = SentenceChunker(self.call.settings.chunker)
+    def _open_stream(self) -> AsyncIterator[str]:
         if self.fixed_text is not None:
-            stream = as_text_stream(self.fixed_text)
-        else:
-            ctx = TurnContext(self.history, self.cancelled, self.call, self.source)
-            stream = as_text_stream(self.agent.on_turn(self.transcript or "", ctx))
+            return as_text_stream(self.fixed_text)
+        ctx = TurnContext(self.history, self.cancelled, self.call, self.source)
+        return as_text_stream(self.agent.on_turn(self.transcript or "", ctx))
+
+    async def _produce_text(self, stream: AsyncIterator[str], sentences: asyncio.Queue[str | None]) -> None:
+        chunker = SentenceChunker(self.call.settings.chunker)
         started = False
         async for piece in self._with_stalls(stream, chunker, sentences):
             if self.metrics.first_text_at is None:
