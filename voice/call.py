@@ -254,6 +254,7 @@ class Call:
         await turn.wait()
         await turn.save_interrupted(heard_position)
         if self.in_call:
+            self.status = ""  # always say it: a client that stopped playback waits for it before taking audio again
             self.set_status("listening")
         if hook and isinstance(self.agent, VoiceAgent):
             await maybe_await(self.agent.on_interrupt(self))

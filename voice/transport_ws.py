@@ -59,7 +59,7 @@ class WebSocketOutput(AudioOutput):
     async def clear(self) -> int:
         if self._acked is None:
             return self.clock.clear()
-        if time.monotonic() - self._acked_at > 0.05:
+        if time.monotonic() - self._acked_at > 0.05 and not self.peer.gone:
             self._ack_event.clear()
             try:
                 await asyncio.wait_for(self._ack_event.wait(), self.ack_wait)
@@ -79,6 +79,7 @@ class WebSocketPeer(Peer):
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop())
         self.close_code: int | None = None
+        self.gone = False  # the client disconnected: nothing more will come from it
 
     def send_json(self, message: dict[str, Any]) -> None:
         if message.get("type") == "audio_config":
@@ -159,6 +160,7 @@ async def serve_websocket(websocket: WebSocket, runtime: Runtime, agent_name: st
     except Exception:  # noqa: BLE001 - one broken connection must not affect others
         log.exception("connection %s failed", call.id)
     finally:
+        peer.gone = True
         await call.close()
         runtime.release(agent)
         await peer.finish()

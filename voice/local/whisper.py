@@ -64,7 +64,7 @@ class WhisperSettings:
     """Endpointing and decoding knobs. Any field can be overridden per call via ``TranscriberOptions.extra``."""
 
     end_silence_ms: int = 450  # silence that ends a turn; > the 350 ms pauses people make mid-sentence
-    early_transcribe_ms: int | None = 96  # start the final this soon into a silence; None = naive (after the window)
+    early_transcribe_ms: int | None = 64  # start the final this soon into a silence; None = naive (after the window)
     start_speech_ms: int = 96  # speech needed before SpeechStarted (barge-in); clicks never get there
     min_speech_ms: int = 200  # turns with less voiced audio are blips (cough, click): no Final
     preroll_ms: int = 300  # audio kept from before the speech start
@@ -141,29 +141,38 @@ class _Runtime:
             tok = self._tokenizers[language] = self._make_tokenizer(language if self.multilingual else None)
         return tok
 
-    def transcribe(self, pcm: bytes, language: str, beam_size: int, window_s: float | None) -> Decoded:
-        """Decode one clip (runs in a worker thread). ``window_s`` shortens the encoder input for interims."""
+    def transcribe(
+        self, pcm: bytes, language: str, beam_size: int, window_s: float | None, stale: threading.Event | None = None
+    ) -> Decoded | None:
+        """Decode one clip (in a worker thread). ``window_s`` shortens the encoder input (interims); ``stale``
+        set means the result is no longer wanted (None is returned)."""
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         audio = np.frombuffer(pcm, dtype="<i2")[: WINDOW_S * RATE].astype(np.float32) / 32768.0
         seconds = WINDOW_S if window_s is None else min(WINDOW_S, math.ceil(audio.size / RATE + window_s))
-        # Pad with zeros in the *audio* domain, as Whisper was trained (silence after the speech).
-        padded = np.zeros(seconds * RATE, dtype=np.float32)
-        padded[: audio.size] = audio
-        features = self.model.feature_extractor(padded, padding=0)[:, : seconds * 100]
+        features = self.model.feature_extractor(audio, padding=0)[:, : seconds * 100]
+        # Pad to the window with what zero audio would give (Whisper's log-mel floors at max - 8, i.e. the
+        # normalised max - 2): the same as padding the audio, without 30 s of STFT per call.
+        frames = seconds * 100
+        if features.shape[1] < frames:
+            pad = np.full((features.shape[0], frames - features.shape[1]), features.max() - 2.0, np.float32)
+            features = np.concatenate([features, pad], axis=1)
         tok = self.tokenizer(language)
         prompt = [*tok.sot_sequence, tok.no_timestamps]
         # Cap the length (speech is < 6 tokens/s): a looping decode costs ~7 ms per token.
         budget = len(prompt) + 12 + int(audio.size / RATE * 7)
+        encoded = self.model.model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
+        if stale is not None and stale.is_set():  # speech resumed while encoding: skip the decode (~0.1 s)
+            return None
         result = self.model.model.generate(
-            get_ctranslate2_storage(features[None]), [prompt], beam_size=beam_size,
+            encoded, [prompt], beam_size=beam_size,
             max_length=min(self.model.max_length, budget), return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=self.suppress,
         )[0]
         tokens = result.sequences_ids[0]
         text = _clean(tok.decode(tokens))
-        if len(tokens) + len(prompt) >= budget:  # stopped by the cap, not by the model: likely a loop
-            text = _collapse_repeats(text)
+        if window_s is not None or len(tokens) + len(prompt) >= budget:  # short window, or stopped by the cap:
+            text = _collapse_repeats(text)  # a loop is likely
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         return Decoded(text, float(result.no_speech_prob), float(avg_logprob))
 
@@ -194,7 +203,7 @@ class _Scheduler:
         self._seq = itertools.count()
         self._lock = threading.Lock()
 
-    def submit(self, priority: int, fn: Callable[[], Decoded]) -> concurrent.futures.Future:
+    def submit(self, priority: int, fn: Callable[[], Decoded | None]) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             heapq.heappush(self._heap, [priority, next(self._seq), future, fn])
@@ -217,7 +226,7 @@ class _Scheduler:
                 self._running += 1
                 shared_executor().submit(self._run, future, fn)
 
-    def _run(self, future: concurrent.futures.Future, fn: Callable[[], Decoded]) -> None:
+    def _run(self, future: concurrent.futures.Future, fn: Callable[[], Decoded | None]) -> None:
         try:
             future.set_result(fn())
         except BaseException as exc:  # noqa: BLE001 - handed to the session
@@ -237,16 +246,19 @@ def _clean(text: str) -> str:
 
 
 def _collapse_repeats(text: str) -> str:
-    """Cut a decoding loop ("where is it? where is it? where is it?") down to one occurrence."""
+    """Cut a decoding loop ("where is it? where is it? where") where it starts repeating itself.
+
+    A loop runs to the end of the text, so look for a periodic *suffix*: with period ``p`` words, repeated for
+    at least 3 more words (4 for one- and two-word phrases, so "bye bye" survives).
+    """
     words = text.split()
-    for n in range(1, len(words) // 3 + 1):
-        for start in range(len(words) - 3 * n + 1):
-            gram = [w.lower().strip(".,?!") for w in words[start : start + n]]
-            reps = 1
-            while [w.lower().strip(".,?!") for w in words[start + reps * n : start + (reps + 1) * n]] == gram:
-                reps += 1
-            if reps >= (5 if n == 1 else 3):
-                return " ".join(words[: start + n])
+    norm = [w.lower().strip(".,?!") for w in words]
+    for p in range(1, min(40, len(words) - 2)):
+        j = len(norm)
+        while j - 1 >= p and norm[j - 1] == norm[j - 1 - p]:
+            j -= 1
+        if len(norm) - j >= (4 if p <= 2 else 3):
+            return " ".join(words[:j])
     return text
 
 
@@ -374,11 +386,12 @@ class WhisperSession(TranscriberSession):
                 self._start_utterance(chunk_end_at)
             return
         utt.audio += chunk
-        if self._speaking:
-            # where the sound really stops inside the chunk (4 sub-blocks of 8 ms above -50 dBFS)
-            tail = samples.reshape(4, -1)
-            loud = np.nonzero(np.sqrt((tail * tail).mean(axis=1)) > 0.00316)[0]
-            quiet = (3 - int(loud[-1])) * CHUNK // 4 if loud.size else 0
+        # Silero's hysteresis can run a chunk past the end of speech: only sound counts as voice.
+        # Where does it really stop inside the chunk? (the last of 4 blocks of 8 ms above -55 dBFS)
+        tail = samples.reshape(4, -1)
+        loud = np.nonzero(np.sqrt((tail * tail).mean(axis=1)) > 0.00178)[0]
+        if self._speaking and loud.size:
+            quiet = (3 - int(loud[-1])) * CHUNK // 4
             utt.voiced += CHUNK
             utt.last_voiced, utt.last_voiced_at = self._pos - quiet, chunk_end_at - quiet / RATE
             if utt.early is not None:  # speech resumed: the early transcription is stale
@@ -437,8 +450,8 @@ class WhisperSession(TranscriberSession):
             if job.exception() is not None:
                 self._emit(TranscriberError(f"whisper failed: {job.exception()!r}"))
                 continue
-            decoded: Decoded = job.result()
-            if not is_hallucination(decoded, utt.voiced / RATE):
+            decoded: Decoded | None = job.result()
+            if decoded is not None and not is_hallucination(decoded, utt.voiced / RATE):
                 self._emit(Final(decoded.text, speech_ended_at=utt.last_voiced_at))
             elif utt.interim_text:
                 self._emit(Interim(""))
@@ -454,7 +467,7 @@ class WhisperSession(TranscriberSession):
             utt.interim_job = None
             if job.cancelled() or job.exception() is not None or self._closed or self._utt is not utt:
                 return  # the turn has ended: the final is on its way
-            text = job.result().text
+            text = job.result().text if job.result() is not None else ""
             if text and text != utt.interim_text:
                 utt.interim_text = text
                 self._emit(Interim(text))
@@ -467,16 +480,17 @@ class WhisperSession(TranscriberSession):
         return int(ms * RATE / 1000)
 
     def _submit(self, priority: int, pcm: bytes, window_s: float | None) -> asyncio.Future:
-        rt, language, beam = self._rt, self._language, self._s.beam_size
-        cf = rt.scheduler.submit(priority, lambda: rt.transcribe(pcm, language, beam, window_s))
+        rt, language, beam, stale = self._rt, self._language, self._s.beam_size, threading.Event()
+        cf = rt.scheduler.submit(priority, lambda: rt.transcribe(pcm, language, beam, window_s, stale))
         job = asyncio.wrap_future(cf, loop=self._loop)
-        job._voice_cf = cf  # type: ignore[attr-defined]  # to cancel/promote it in the queue
+        job._voice_cf, job._voice_stale = cf, stale  # type: ignore[attr-defined]  # to cancel/promote it
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
         return job
 
     def _drop(self, job: asyncio.Future) -> None:
         job._voice_cf.cancel()  # type: ignore[attr-defined]  # only succeeds while still queued
+        job._voice_stale.set()  # type: ignore[attr-defined]  # if running: stop after the encoder
         job.cancel()
 
     def _emit(self, event: TranscriberEvent) -> None:

@@ -43,7 +43,7 @@ export function int16ToFloat(input, out = new Float32Array(input.length)) {
 export function bytesToInt16(data) {
   const buffer = ArrayBuffer.isView(data) ? data.buffer : data;
   const offset = ArrayBuffer.isView(data) ? data.byteOffset : 0;
-  const length = ArrayBuffer.isView(data) ? data.byteLength : data.byteLength;
+  const length = data.byteLength;
   if (offset % 2 === 0) return new Int16Array(buffer, offset, length >> 1);
   return new Int16Array(buffer.slice(offset, offset + (length & ~1)));
 }

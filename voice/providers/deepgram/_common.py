@@ -75,20 +75,12 @@ def api_error_status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def _ws_from_http(url: str) -> str:
-    if url.startswith("https://"):
-        return "wss://" + url[len("https://") :]
-    if url.startswith("http://"):
-        return "ws://" + url[len("http://") :]
-    return url
-
-
-def _http_from_ws(url: str) -> str:
-    if url.startswith("wss://"):
-        return "https://" + url[len("wss://") :]
-    if url.startswith("ws://"):
-        return "http://" + url[len("ws://") :]
-    return url
+def _with_scheme(url: str, secure: str, plain: str) -> str:
+    """``url`` with its scheme swapped to ``secure``/``plain`` (keeping whether it was TLS)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    return f"{secure if scheme in ('https', 'wss') else plain}://{rest}"
 
 
 @dataclass
@@ -119,8 +111,8 @@ class DeepgramConfig:
 
         if not self.base_url:
             return DeepgramClientEnvironment.PRODUCTION
-        http = _http_from_ws(self.base_url)
-        ws = _ws_from_http(self.base_url)
+        http = _with_scheme(self.base_url, "https", "http")
+        ws = _with_scheme(self.base_url, "wss", "ws")
         # agent endpoints are unused here; point them at the override too so nothing leaves the chosen host
         return DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
 
@@ -236,7 +228,7 @@ class ReplayBuffer:
         self._marks_end.append(self.end)
         self._marks_time.append(now)
         over = len(self._data) - self.max_bytes
-        if over > 0:
+        if over > self.max_bytes // 16:  # trim in steps, not a memmove of the whole buffer per frame
             over += over % 2  # keep whole int16 samples
             del self._data[:over]
             self.start += over
@@ -250,7 +242,8 @@ class ReplayBuffer:
     def read(self, pos: int, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` from absolute offset ``pos`` (clamped to what is retained)."""
         lo = max(pos, self.start) - self.start
-        return bytes(self._data[lo : lo + max_bytes])
+        with memoryview(self._data) as view:
+            return bytes(view[lo : lo + max_bytes])
 
     def cover(self, pos: int) -> None:
         """Audio before absolute offset ``pos`` is final: it will never need replaying."""
@@ -348,7 +341,8 @@ class StreamingSession(TranscriberSession):
       socket opens is simply sent once it does.
     * On a dropped socket, a server close (e.g. 1011) or a stall, the session reconnects with exponential
       backoff and resends every byte not yet covered by a final result (see :meth:`_cover`), so no speech is
-      lost. Consecutive failures beyond ``max_reconnect_attempts`` → fatal :class:`TranscriberError`.
+      lost. The first reconnect is silent (logged only); while reconnecting keeps failing, a non-fatal
+      :class:`TranscriberError` per attempt; beyond ``max_reconnect_attempts`` a fatal one.
     * HTTP 401/403 (and other non-retryable statuses) on the handshake → fatal :class:`TranscriberError` at once.
 
     Subclasses implement :meth:`_open` (the SDK's ``connect``), :meth:`_handle` (one server message) and
@@ -410,8 +404,7 @@ class StreamingSession(TranscriberSession):
                     await asyncio.wait_for(asyncio.shield(task), self._s.close_timeout * 2 + 0.5)
             self._closing = True
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await asyncio.gather(task, return_exceptions=True)
         self._ready.set()
 
     # --- for subclasses -------------------------------------------------------------------------------------
@@ -509,11 +502,12 @@ class StreamingSession(TranscriberSession):
                 self._fail(f"{self.what} unavailable after {attempt - 1} reconnect attempts ({reason})")
                 return
             log.warning("%s connection lost (%s); reconnecting (attempt %d)", self.what, reason, attempt)
-            self._emit(TranscriberError(f"{self.what} connection lost ({reason}); reconnecting", fatal=False))
+            if attempt > 1:  # a single transparent reconnect is not the caller's concern; an outage is
+                self._emit(TranscriberError(f"{self.what} connection lost ({reason}); reconnecting", fatal=False))
             await asyncio.sleep(backoff_delay(attempt, base=self._s.backoff_base, cap=self._s.backoff_cap))
 
     async def _close_stack(self, stack: contextlib.AsyncExitStack) -> None:
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(stack.aclose(), self._s.close_timeout)
 
     async def _serve(self, conn: _Conn) -> None:
@@ -524,7 +518,7 @@ class StreamingSession(TranscriberSession):
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if sender in done and sender.exception() is None:  # "close" was sent: let the last results arrive
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await asyncio.wait_for(receiver, self._s.close_timeout)
                 return
             for task in tasks:
@@ -545,13 +539,17 @@ class StreamingSession(TranscriberSession):
             self._wake.clear()
             if pos < self._buf.start:
                 if not self._lost_warned and pos >= self._sent_high:
-                    log.warning("%s: replay buffer overflow, %d bytes of audio dropped", self.what, self._buf.start - pos)
+                    log.warning(
+                        "%s: replay buffer overflow, %d bytes of audio dropped", self.what, self._buf.start - pos
+                    )
                     self._lost_warned = True
                 pos = self._buf.start
             avail = self._buf.end - pos
             now = time.monotonic()
             flush = bool(self._controls) or pos < self._sent_high  # replaying: no batching
-            if avail > 0 and (avail >= min_chunk or flush or (pending_since and now - pending_since >= self._s.chunk_ms / 1000)):
+            if avail > 0 and (
+                avail >= min_chunk or flush or (pending_since and now - pending_since >= self._s.chunk_ms / 1000)
+            ):
                 data = self._buf.read(pos, min(avail, max_chunk))
                 if conn.start_abs is None:
                     conn.start_abs = pos

@@ -44,6 +44,7 @@ MAX_SPEAK_CHARS = 2000
 FLUSH_LIMIT = 20
 FLUSH_WINDOW_S = 60.0
 MAX_SOCKET_AGE_S = 55 * 60.0  # Deepgram closes a /v1/speak socket after 60 minutes
+IDLE_CLOSE_S = 120.0  # pooled sockets unused for this long are closed
 
 _ENCODINGS = {"pcm16": "linear16", "mulaw": "mulaw"}
 _FLUSHED, _CANCELLED = object(), object()
@@ -55,7 +56,14 @@ class _Closed:
 
 
 class _WSFailed(Exception):
-    """The WebSocket path failed before any audio was delivered: fall back to REST."""
+    """The WebSocket path failed before any audio was delivered: fall back to REST.
+
+    ``reused``: it happened on a pooled socket (which the server may have closed while idle): worth a retry.
+    """
+
+    def __init__(self, reason: str, *, reused: bool = False) -> None:
+        super().__init__(reason)
+        self.reused = reused
 
 
 class _SpeakSocket:
@@ -71,6 +79,7 @@ class _SpeakSocket:
         self.dropping = False  # between Clear and Cleared
         self.cleared = asyncio.Event()
         self.flushes: deque[float] = deque()
+        self.uses = 0  # completed requests
         self.dead = False
         self.reader = asyncio.create_task(self._read())
 
@@ -113,7 +122,7 @@ class _SpeakSocket:
     async def aclose(self, timeout: float = 2.0) -> None:
         self.dead = True
         self.reader.cancel()
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.stack.aclose(), timeout)
 
 
@@ -194,15 +203,19 @@ class AuraTTS(TTSProvider):
         text = text.strip()
         if not text or (cancel is not None and cancel.is_set()):
             return
-        if self.use_websocket and time.monotonic() >= self._ws_down_until:
+        attempts = 3 if self.use_websocket and time.monotonic() >= self._ws_down_until else 0
+        for attempt in range(1, attempts + 1):
             try:
                 async with contextlib.aclosing(self._stream_ws(text, cancel, encoding, rate)) as chunks:
                     async for chunk in chunks:
                         yield chunk
                 return
             except _WSFailed as exc:
+                if exc.reused and attempt < attempts:
+                    continue  # a stale pooled socket: try another
                 self._ws_down_until = time.monotonic() + self.ws_retry_after
                 log.warning("Deepgram Aura WebSocket failed (%s); using REST", exc)
+                break
         async with contextlib.aclosing(self._stream_rest(text, cancel, encoding, rate)) as chunks:
             async for chunk in chunks:
                 yield chunk
@@ -240,7 +253,7 @@ class AuraTTS(TTSProvider):
         key = (dg_encoding, rate)
         pool = self._pool.setdefault(key, [])
         for sock in list(pool):
-            if sock.dead or now - sock.opened_at >= MAX_SOCKET_AGE_S:
+            if sock.dead or now - sock.opened_at >= MAX_SOCKET_AGE_S or now - sock.last_used > IDLE_CLOSE_S:
                 pool.remove(sock)
                 self._spawn(sock.aclose())
         for sock in reversed(pool):  # most recently used first
@@ -253,7 +266,9 @@ class AuraTTS(TTSProvider):
         if self.speed is not None:
             query["speed"] = self.speed
         try:
-            sock = await asyncio.wait_for(stack.enter_async_context(client.speak.v1.connect(**query)), self.connect_timeout)
+            sock = await asyncio.wait_for(
+                stack.enter_async_context(client.speak.v1.connect(**query)), self.connect_timeout
+            )
         except BaseException:
             with contextlib.suppress(BaseException):
                 await stack.aclose()
@@ -270,7 +285,9 @@ class AuraTTS(TTSProvider):
         else:
             pool.append(sock)
 
-    async def _stream_ws(self, text: str, cancel: asyncio.Event | None, encoding: str, rate: int) -> AsyncIterator[AudioChunk]:
+    async def _stream_ws(
+        self, text: str, cancel: asyncio.Event | None, encoding: str, rate: int
+    ) -> AsyncIterator[AudioChunk]:
         from deepgram.speak.v1.types import SpeakV1Text
 
         dg_encoding = _ENCODINGS[encoding]
@@ -283,6 +300,9 @@ class AuraTTS(TTSProvider):
             if status in (401, 403):
                 raise DeepgramAuthError(status_message(status, "Aura TTS"), status=status) from None
             raise _WSFailed(self._holder.config.redact(describe_exception(exc))) from None
+        if cancel is not None and cancel.is_set():
+            self._release(sock)
+            return
         queue: asyncio.Queue = asyncio.Queue()
         sock.queue = queue
         watcher = asyncio.create_task(_watch_cancel(cancel, queue)) if cancel is not None else None
@@ -294,19 +314,20 @@ class AuraTTS(TTSProvider):
                 await sock.sock.send_flush()
                 sock.flushes.append(time.monotonic())
             except Exception as exc:
-                raise _WSFailed(describe_exception(exc)) from None
+                raise _WSFailed(describe_exception(exc), reused=sock.uses > 0) from None
             reader = _Reader(queue, self.first_audio_timeout, self.chunk_timeout, encoding)
             while True:
                 item = await reader.next()
                 if isinstance(item, _Closed):
                     if not delivered:
-                        raise _WSFailed(item.reason)
+                        raise _WSFailed(item.reason, reused=sock.uses > 0)
                     log.warning("Deepgram Aura socket dropped mid-utterance (%s); audio truncated", item.reason)
                     return
                 if item is _CANCELLED:
                     return
                 if item is _FLUSHED:
                     clean = True
+                    sock.uses += 1
                     return
                 delivered = True
                 yield AudioChunk(item, rate, encoding)
@@ -333,14 +354,19 @@ class AuraTTS(TTSProvider):
         try:
             await sock.sock.send_clear()
             await asyncio.wait_for(sock.cleared.wait(), 2.0)
-        except BaseException:
+        except asyncio.CancelledError:
+            await sock.aclose()
+            raise
+        except Exception:
             await sock.aclose()
             return
         self._release(sock)
 
     # --- REST fallback --------------------------------------------------------------------------------------
 
-    async def _stream_rest(self, text: str, cancel: asyncio.Event | None, encoding: str, rate: int) -> AsyncIterator[AudioChunk]:
+    async def _stream_rest(
+        self, text: str, cancel: asyncio.Event | None, encoding: str, rate: int
+    ) -> AsyncIterator[AudioChunk]:
         client = self._holder.get()
         queue: asyncio.Queue = asyncio.Queue()
 

@@ -126,7 +126,9 @@ class FluxSession(StreamingSession):
     what = "Deepgram Flux streaming"
     ready_on_open = False  # wait for Connected before streaming
 
-    def __init__(self, holder: ClientHolder, options: TranscriberOptions, settings: StreamSettings, query: dict) -> None:
+    def __init__(
+        self, holder: ClientHolder, options: TranscriberOptions, settings: StreamSettings, query: dict
+    ) -> None:
         super().__init__(holder, options, settings)
         self._query = query
         self._in_turn = False
@@ -139,8 +141,8 @@ class FluxSession(StreamingSession):
 
     async def _send_control(self, conn: _Conn, name: str) -> None:
         if name == "commit":
-            force = getattr(conn.sock, "send_force_end_turn", None)
-            if force is not None and self._in_turn:
+            force = getattr(conn.sock, "send_force_end_turn", None)  # SDK ≥ 7.7
+            if force is not None:
                 await force()
         elif name == "close":
             await conn.sock.send_close_stream()

@@ -112,7 +112,9 @@ class NovaSession(StreamingSession):
 
     what = "Deepgram Nova-3 streaming"
 
-    def __init__(self, holder: ClientHolder, options: TranscriberOptions, settings: StreamSettings, query: dict) -> None:
+    def __init__(
+        self, holder: ClientHolder, options: TranscriberOptions, settings: StreamSettings, query: dict
+    ) -> None:
         super().__init__(holder, options, settings)
         self._query = query
         self._finals: list[str] = []  # is_final transcripts of the utterance in progress
@@ -166,7 +168,11 @@ class NovaSession(StreamingSession):
         if text:
             self._finals.append(text)
             words = best.get("words") or []
-            end = float(words[-1].get("end", 0.0)) if words else float(msg.get("start", 0.0)) + float(msg.get("duration", 0.0))
+            end = (
+                float(words[-1].get("end", 0.0))
+                if words
+                else float(msg.get("start", 0.0)) + float(msg.get("duration", 0.0))
+            )
             self._last_word_end = self._wall_time(conn, end)
         window_end = float(msg.get("start") or 0.0) + float(msg.get("duration") or 0.0)
         self._cover(conn, window_end)

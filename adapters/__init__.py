@@ -1,0 +1,1 @@
+"""Optional integrations of the ``voice`` engine with outside services (telephony, ...)."""

@@ -1,0 +1,146 @@
+"""HTTP routes for Twilio: the voice webhook (answers with ``<Connect><Stream>`` TwiML) and the Media Stream
+WebSocket. Both check Twilio's signature before doing anything else."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
+
+from voice.server import VoiceServer
+
+from .signature import call_token, http_url, parse_form, stream_url, valid_signature
+from .transport import StreamConfig, serve_twilio_stream
+
+log = logging.getLogger("voice.twilio")
+
+INSTANCE_FROM = ("call_sid", "caller")
+MAX_WEBHOOK_BYTES = 64 * 1024
+_PHONE = re.compile(r"^\+?[0-9]{5,16}$")
+
+
+def _resolve_target(target: VoiceServer | FastAPI) -> tuple[VoiceServer, APIRouter]:
+    """The server whose runtime serves calls, and the router that gets the routes."""
+    if isinstance(target, VoiceServer):
+        return target, target.router
+    server = getattr(getattr(target, "state", None), "voice", None)
+    if isinstance(target, FastAPI) and isinstance(server, VoiceServer):
+        return server, target.router
+    raise TypeError("mount_twilio needs a VoiceServer, or an app made by voice.create_app")
+
+
+def mount_twilio(
+    server: VoiceServer | FastAPI,
+    *,
+    agent: str = "assistant",
+    public_url: str | None = None,
+    auth_token: str | None = None,
+    instance_from: str = "call_sid",
+    insecure_dev: bool = False,
+    prefix: str = "/twilio",
+    lead_seconds: float = 0.16,
+) -> bool:
+    """Add ``POST {prefix}/voice`` (the webhook to configure on your Twilio number) and ``WS {prefix}/media``.
+
+    ``server``: a :class:`~voice.server.VoiceServer` — call this *before* including ``server.router`` in your app —
+    or the app returned by :func:`voice.create_app` (routes are added to the app directly).
+    ``agent``: the agent every call talks to. ``public_url``: the externally visible base URL, e.g.
+    ``https://voice.example.com`` (default ``VOICE_PUBLIC_URL``); webhook signatures are checked against it and the
+    stream URL is built from it (https→wss), never from request headers. ``auth_token``: the account's Auth Token
+    (default ``TWILIO_AUTH_TOKEN``). ``instance_from``: which agent instance (history) a call gets —
+    ``"call_sid"`` (a fresh one per call) or ``"caller"`` (one per caller number; withheld numbers get a fresh one).
+    Without an auth token nothing is mounted unless ``insecure_dev=True`` (no signature checks: local testing only).
+    Returns whether the routes were mounted.
+    """
+    voice_server, router = _resolve_target(server)
+    public_url = public_url or os.environ.get("VOICE_PUBLIC_URL") or None
+    auth_token = auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None
+    if instance_from not in INSTANCE_FROM:
+        raise ValueError(f"instance_from must be one of {INSTANCE_FROM}, got {instance_from!r}")
+    if voice_server.runtime.resolve(agent) is None:
+        known = ", ".join(sorted(voice_server.runtime.agents))
+        raise ValueError(f"mount_twilio: unknown agent {agent!r} (known: {known})")
+    if not auth_token and not insecure_dev:
+        log.warning("Twilio routes NOT mounted: no auth token (set TWILIO_AUTH_TOKEN, or insecure_dev=True locally)")
+        return False
+    if not public_url:
+        raise ValueError("mount_twilio needs public_url or VOICE_PUBLIC_URL, e.g. https://voice.example.com")
+    prefix = "/" + prefix.strip("/")
+    voice_path, media_path = f"{prefix}/voice", f"{prefix}/media"
+    ws_url = stream_url(public_url, media_path)  # also validates public_url
+    if not auth_token:
+        log.warning(
+            "\n%s\n!! INSECURE: Twilio routes mounted WITHOUT signature checks (insecure_dev=True).\n"
+            "!! Anyone who can reach %s can place calls to agent %r. Never use this in production.\n%s",
+            "!" * 100, public_url, agent, "!" * 100,
+        )
+    elif not ws_url.startswith("wss://"):
+        log.warning("VOICE_PUBLIC_URL %s is not https: Twilio only connects to wss:// stream URLs", public_url)
+    config = StreamConfig(agent=agent, auth_token=auth_token, lead=lead_seconds)
+    runtime = voice_server.runtime
+    routes = APIRouter()
+
+    @routes.post(voice_path)
+    async def twilio_voice(request: Request) -> Response:
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > MAX_WEBHOOK_BYTES:
+                return Response("request too large", status_code=413)
+        params = parse_form(body)
+        if auth_token:
+            url = http_url(public_url, request.url.path, request.url.query)
+            if not valid_signature(auth_token, url, params, request.headers.get("x-twilio-signature")):
+                log.warning("Twilio webhook with a bad or missing signature refused (signed URL %s)", url)
+                return Response("invalid signature", status_code=403)
+        call_sid = params.get("CallSid")
+        caller = params.get("From")
+        instance = caller if instance_from == "caller" and _PHONE.match(caller) else call_sid
+        if not call_sid or not instance:
+            return Response("missing CallSid", status_code=400)
+        parameters = {"agent": agent, "instance": instance, "from": caller, "to": params.get("To")}
+        if auth_token:
+            parameters["token"] = call_token(auth_token, agent, instance, call_sid)
+        return Response(twiml(ws_url, parameters), media_type="text/xml")
+
+    @routes.websocket(media_path)
+    async def twilio_media(websocket: WebSocket) -> None:
+        if auth_token and not valid_signature(auth_token, ws_url, {}, websocket.headers.get("x-twilio-signature")):
+            log.warning("Twilio media stream with a bad or missing signature refused")
+            await websocket.close(code=1008)  # before accept: the upgrade is answered with HTTP 403
+            return
+        await websocket.accept()
+        await serve_twilio_stream(websocket, runtime, config)
+
+    router.include_router(routes)
+    log.info("Twilio: webhook %s, stream %s, agent %r", http_url(public_url, voice_path), ws_url, agent)
+    return True
+
+
+def twiml(ws_url: str, parameters: dict[str, Any]) -> str:
+    """``<Response><Connect><Stream url=…>`` with a ``<Parameter>`` per non-empty entry."""
+    stream = Stream(url=ws_url)
+    for name, value in parameters.items():
+        if value:
+            stream.parameter(name=name, value=str(value)[:200])
+    connect = Connect()
+    connect.append(stream)
+    response = VoiceResponse()
+    response.append(connect)
+    return str(response)
+
+
+def maybe_mount_twilio(server: VoiceServer | FastAPI, agent: str | None = None) -> bool:
+    """For ``voice serve``: mount the Twilio routes when ``TWILIO_AUTH_TOKEN`` is set (``VOICE_PUBLIC_URL`` is then
+    required). The agent is ``agent``, else ``VOICE_TWILIO_AGENT``, else the only agent served, else "assistant";
+    ``VOICE_TWILIO_INSTANCE`` may be ``call_sid`` (default) or ``caller``."""
+    if not os.environ.get("TWILIO_AUTH_TOKEN"):
+        return False
+    voice_server, _ = _resolve_target(server)
+    names = list(voice_server.runtime.agents)
+    name = agent or os.environ.get("VOICE_TWILIO_AGENT") or (names[0] if len(names) == 1 else "assistant")
+    return mount_twilio(server, agent=name, instance_from=os.environ.get("VOICE_TWILIO_INSTANCE") or "call_sid")
