@@ -447,6 +447,8 @@ class FakeDeepgram:
         self._ws_server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws_server.wait_closed(), 2)
+        if self.errors and exc[0] is None:
+            raise AssertionError(f"the fake Deepgram server crashed: {self.errors}")
 
     # --- front door: pipe upgrades to the websockets server, answer REST ------------------------------------
 

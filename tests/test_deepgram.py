@@ -10,17 +10,13 @@ import functools
 import itertools
 import logging
 import os
-import sys
 import time
 from types import SimpleNamespace
 
 import pytest
+from fake_deepgram import FakeDeepgram, silence, speech, tts_audio
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from fake_deepgram import FakeDeepgram, silence, speech, tts_audio  # noqa: E402
-
-from voice.providers.base import (  # noqa: E402
+from voice.providers.base import (
     EagerFinal,
     Final,
     Interim,
@@ -29,16 +25,16 @@ from voice.providers.base import (  # noqa: E402
     TranscriberOptions,
     TurnResumed,
 )
-from voice.providers.deepgram import (  # noqa: E402
+from voice.providers.deepgram import (
     AuraTTS,
     DeepgramAuthError,
     FluxTranscriber,
     NovaTranscriber,
     StreamSettings,
 )
-from voice.providers.deepgram._common import ClientHolder, DeepgramConfig, ReplayBuffer, _Conn  # noqa: E402
-from voice.providers.deepgram.flux import FluxSession  # noqa: E402
-from voice.providers.deepgram.nova import NovaSession  # noqa: E402
+from voice.providers.deepgram._common import ClientHolder, DeepgramConfig, ReplayBuffer, _Conn
+from voice.providers.deepgram.flux import FluxSession
+from voice.providers.deepgram.nova import NovaSession
 
 KEY = "test-key"
 FAST = dict(backoff_base=0.02, backoff_cap=0.1, close_timeout=1.0, connect_timeout=2.0)
@@ -297,7 +293,7 @@ async def test_nova_keepalive_keeps_session_alive_and_fake_closes_1011_without_i
         assert not rec.of(TranscriberError)  # one transparent reconnect is not reported
         await session.close()
 
-        # with KeepAlive every 0.15 s: one connection survives 3× the idle timeout, then still transcribes
+        # with KeepAlive every 0.15 s: one connection survives 3x the idle timeout, then still transcribes
         rec = Recorder()
         stt = NovaTranscriber(api_key=KEY, base_url=fake.url, keepalive_interval=0.15)
         session = await stt.create_session(TranscriberOptions(on_event=rec))

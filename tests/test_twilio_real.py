@@ -95,6 +95,7 @@ async def test_real_phone_call_transcribes_replies_and_barge_in(models, tmp_path
         latency = sim.clears[0] - onset
         played_at_clear = sum(len(p.mulaw) for p in sim.played if p.at <= sim.clears[0])
         story_played = played_at_clear - start
+        print(f"speaker starved {len(sim.starved)}x, longest {1000 * max(sim.starved, default=0):.0f} ms")
         print(f"barge-in: clear {1000 * latency:.0f} ms after speech onset; {story_played / 8000:.2f} s of the story heard")
         assert latency <= 0.4
         assert time.monotonic() - story_started < 6  # the story (≈20 s) was cut short

@@ -103,6 +103,8 @@ class TwilioSim:
         self.queued_log: list[tuple[float, float]] = []  # (time, seconds buffered) after each media received
         self.closed_by_app: tuple[float, int | None] | None = None
         self.first_media_at: float | None = None
+        self.starved: list[float] = []  # speaker ran dry and more audio came < 1 s later: gap lengths (s)
+        self._dry_since: float | None = None
         # playback buffer: deque of ["audio", bytearray] / ["mark", name]
         self._fifo: deque[list] = deque()
         self._buffered = 0
@@ -220,7 +222,7 @@ class TwilioSim:
 
     async def say(self, pcm8k: bytes, then_silence_ms: int = 0) -> float:
         """Send 8 kHz int16 PCM as μ-law frames (real time or fast). Returns when the caller started speaking:
-        in real time, 20 ms before its first frame was sent (a frame leaves once its 20 ms were captured)."""
+        in real time, 20 ms before its first frame was due (a frame leaves once its 20 ms were captured)."""
         mulaw = g711.encode(pcm8k + silence(then_silence_ms))
         frames = [mulaw[i : i + FRAME] for i in range(0, len(mulaw), FRAME)]
         if not self.realtime:
@@ -250,12 +252,14 @@ class TwilioSim:
         n = 0
         try:
             while True:
-                delay = t0 + n * 0.02 - time.monotonic()
+                due = t0 + n * 0.02
+                delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 n += 1
                 if self._mic:
-                    self._mic_first_at[self._mic_sent] = time.monotonic()
+                    # when it was due, not when it went: a busy event loop (ours or the app's) must not hide latency
+                    self._mic_first_at[self._mic_sent] = due
                     frame = self._mic.popleft()
                     self._mic_sent += 1
                 else:
@@ -314,6 +318,9 @@ class TwilioSim:
                 self.errors.append("media: WAV header in payload")
             if self.first_media_at is None:
                 self.first_media_at = now
+            if self._dry_since is not None and not self._fifo and now - self._dry_since < 1.0:
+                self.starved.append(now - self._dry_since)
+            self._dry_since = None
             self.received += data
             if self._fifo and self._fifo[-1][0] == "audio":
                 self._fifo[-1][1] += data
@@ -377,6 +384,8 @@ class TwilioSim:
             if out:
                 self.played.append(Played(now, bytes(out)))
             if not self._fifo:
+                if out:  # ran dry in this tick, at the point its budget outran the audio
+                    self._dry_since = now - budget / 8000
                 budget = 0.0  # an idle speaker does not bank time
 
     # --- assertions helpers ---------------------------------------------------------------------------------

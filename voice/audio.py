@@ -54,11 +54,12 @@ def resample(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
 
 def to_mono_int16(samples: np.ndarray) -> np.ndarray:
     """Mix any (frames, channels) int or float array down to mono int16."""
+    floating = samples.dtype.kind == "f"
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
-    if samples.dtype.kind == "f":
+    if floating:
         samples = np.clip(samples, -1.0, 1.0) * 32767.0
-    return np.clip(samples, -32768, 32767).astype("<i2")
+    return np.clip(np.round(samples), -32768, 32767).astype("<i2")
 
 
 def rms_dbfs(pcm: bytes) -> float:

@@ -167,10 +167,8 @@ class ClientHolder:
         wrapper = getattr(client, "_client_wrapper", None)
         httpx_client = getattr(getattr(wrapper, "httpx_client", None), "httpx_client", None)
         if httpx_client is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort at shutdown
                 await httpx_client.aclose()
-            except Exception:  # pragma: no cover - best effort at shutdown
-                pass
 
 
 def message_dict(msg: Any) -> dict | None:
