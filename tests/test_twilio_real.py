@@ -69,11 +69,13 @@ async def test_real_phone_call_transcribes_replies_and_barge_in(models, tmp_path
     port = free_port()
     app = create_app({"receptionist": Receptionist}, transcriber=stt, tts=tts, db_path=str(tmp_path / "r.db"))
     mount_twilio(app, agent="receptionist", public_url=f"http://127.0.0.1:{port}", auth_token=TOKEN)
+    request = "I would like to book a table for two people at seven tonight."
+    # the caller's lines, synthesized before the call (Piper on the event loop would stall the simulated line)
+    lines = [speech.piper_speech(t, 8000) for t in (request, "Can you tell me a story?", "Sorry, wait a moment please.")]
     async with LiveServer(app, port=port) as srv:
         # 1. the caller speaks; Whisper hears it through μ-law 8 kHz
         sim = await place_call(srv, realtime=True)
-        request = "I would like to book a table for two people at seven tonight."
-        await sim.say(speech.piper_speech(request, 8000), then_silence_ms=200)
+        await sim.say(lines[0], then_silence_ms=200)
         await sim.wait(lambda: sim.first_media_at is not None, timeout=10, what="the reply")
         assert HEARD and speech.wer(request, HEARD[0]) <= 0.2, HEARD
         reply = "Your table for two is booked for seven o'clock tonight."
@@ -86,11 +88,11 @@ async def test_real_phone_call_transcribes_replies_and_barge_in(models, tmp_path
 
         # 3. barge-in: ask for a long story, talk over it after ~2 s
         start = len(sim.received)
-        await sim.say(speech.piper_speech("Can you tell me a story?", 8000), then_silence_ms=200)
+        await sim.say(lines[1], then_silence_ms=200)
         await sim.wait(lambda: len(sim.received) > start, timeout=10, what="the story")
         story_started = time.monotonic()
         await asyncio.sleep(2.0)
-        onset = await sim.say(speech.piper_speech("Sorry, wait a moment please.", 8000))
+        onset = await sim.say(lines[2])
         await sim.wait(lambda: sim.clears, timeout=3, what="clear")
         latency = sim.clears[0] - onset
         played_at_clear = sum(len(p.mulaw) for p in sim.played if p.at <= sim.clears[0])
