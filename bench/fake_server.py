@@ -30,7 +30,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     # 0.1 s of audio per reply, so replies end well before the next turn marker
     app = create_app({"assistant": Bench}, transcriber=FakeTranscriber(), tts=FakeTTS(seconds_per_char=0.02),
-                     db_path=a.db, audio_realtime_factor=10.0)
+                     db_path=a.db, audio_realtime_factor=10.0,
+                     max_connections=5000, max_connections_per_client=5000)
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", loop="uvloop", http="httptools",
                 ws="websockets", ws_max_size=1 << 20, ws_ping_interval=None)
 

@@ -350,9 +350,8 @@ class TwilioSim:
     async def _echo(self, name: str, cleared: bool) -> None:
         self.echoes.append(MarkEcho(time.monotonic(), name, cleared))
         try:
-            await self.send_raw(
-                {"event": "mark", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid, "mark": {"name": name}}
-            )
+            seq, mark = self._next_seq(), {"name": name}
+            await self.send_raw({"event": "mark", "sequenceNumber": seq, "streamSid": self.stream_sid, "mark": mark})
         except websockets.ConnectionClosed:
             pass
 
@@ -411,7 +410,7 @@ class TwilioSim:
             self._new.clear()
             try:
                 await asyncio.wait_for(self._new.wait(), min(remaining, 0.05))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

@@ -79,15 +79,22 @@ class Call:
         self._speculative: Turn | None = None  # started on an eager end of turn, not yet committed
         self.tts = agent.get_tts() if isinstance(agent, VoiceAgent) else None
         self._session: TranscriberSession | None = None
+        self._transcriber = None
+        self._since_final = bytearray()  # audio since the last final: replayed into a re-created STT session
+        self._stt_failures: list[float] = []
         self._pending_audio: list[bytes] | None = None  # audio that arrives while the STT session starts
         self._pending_bytes = 0
         self._vad: VoiceActivityDetector | None = None  # our own barge-in VAD, for STT without speech events
         self._tasks: set[asyncio.Task] = set()
+        self._replay_limit = int(settings.preconnect_audio_seconds * 32000)
         self._messages = TokenBucket(settings.messages_per_second, settings.message_burst)
         self._audio = TokenBucket(settings.audio_realtime_factor, settings.audio_burst_seconds)
         self._refused = 0
         self._last_error: dict[str, float] = {}
+        self.last_activity = time.monotonic()
+        self.call_started_at: float | None = None
         agent._calls.add(self)
+        self._spawn(self._watchdog())
 
     # --- to the client -------------------------------------------------------------------------------------
 
@@ -117,6 +124,7 @@ class Call:
 
     async def handle_text(self, frame: str) -> None:
         """One JSON text frame from the client."""
+        self.last_activity = time.monotonic()
         if len(frame) > self.settings.max_message_bytes:
             return await self._refuse(f"message larger than {self.settings.max_message_bytes} bytes", "too_large")
         if not self._messages.take(1.0):
@@ -147,6 +155,7 @@ class Call:
 
     def handle_audio(self, pcm: bytes) -> None:
         """One binary frame: 16 kHz mono int16 PCM. Called for every frame, so it stays cheap."""
+        self.last_activity = time.monotonic()
         if not self.in_call and self._pending_audio is None:
             return  # audio outside a call is ignored, as in @cloudflare/voice
         size = len(pcm)
@@ -165,7 +174,14 @@ class Call:
                 self._pending_audio.append(pcm)
                 self._pending_bytes += size
             return
-        session.feed(pcm)
+        buffer = self._since_final  # kept before feeding: a final raised by this very frame clears it
+        buffer += pcm
+        if len(buffer) > self._replay_limit * 1.25:
+            del buffer[: len(buffer) - self._replay_limit]
+        try:
+            session.feed(pcm)
+        except Exception as exc:  # noqa: BLE001 - a broken session is replaced, not fatal to the call
+            self._on_stt_event(TranscriberError(f"{type(exc).__name__}", fatal=True))
         if self._vad is not None:
             self._barge_in_vad(pcm)
 
@@ -176,9 +192,10 @@ class Call:
         await self.end_call(notify=False)
         self.closed = True
         self.agent._calls.discard(self)
-        for task in list(self._tasks):
+        others = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
 
     # --- call lifecycle -------------------------------------------------------------------------------------
 
@@ -195,9 +212,8 @@ class Call:
         self.in_call = True
         self.send({"type": "audio_config", "format": "pcm16", "sampleRate": self.output.sample_rate})
         try:
-            transcriber = agent.create_transcriber(self)
-            session = await transcriber.create_session(TranscriberOptions(on_event=self._on_stt_event))
-            await session.wait_until_ready()
+            transcriber = self._transcriber = agent.create_transcriber(self)
+            session = await self._open_session()
         except Exception as exc:  # noqa: BLE001 - any provider failure ends the call attempt cleanly
             log.warning("STT failed to start on %s: %s", self.id, exc)
             self.in_call = False
@@ -215,8 +231,48 @@ class Call:
             session.feed(pcm)
         if not transcriber.emits_speech_start and isinstance(agent, VoiceAgent):
             self._vad = VoiceActivityDetector(VADConfig(start_ms=100))
+        self.call_started_at = time.monotonic()
         self.set_status("listening")
         await maybe_await(agent.on_call_start(self))
+
+    async def _open_session(self) -> TranscriberSession:
+        session = await self._transcriber.create_session(TranscriberOptions(on_event=self._on_stt_event))
+        await session.wait_until_ready()
+        return session
+
+    async def _recover_stt(self, reason: str) -> None:
+        """The STT session died: open a new one and replay the audio since the last final, so no speech is lost.
+        Two failures within a minute end the call instead."""
+        now = time.monotonic()
+        self._stt_failures = [t for t in self._stt_failures if now - t < 60] + [now]
+        old, self._session = self._session, None
+        if old is None or not self.in_call:
+            return
+        if len(self._stt_failures) > 2:
+            self.send_error(f"speech recognition failed: {reason}", "stt_error")
+            await self.end_call()
+            return
+        log.warning("STT session of %s died (%s); re-creating it", self.id, reason)
+        self._pending_audio, self._pending_bytes = [], 0
+        try:
+            await old.close()
+        except Exception:  # noqa: BLE001 - it is already broken
+            pass
+        try:
+            session = await self._open_session()
+        except Exception as exc:  # noqa: BLE001
+            self._pending_audio = None
+            self.send_error(f"speech recognition failed: {type(exc).__name__}", "stt_error")
+            await self.end_call()
+            return
+        if not self.in_call:
+            await session.close()
+            return
+        replay = bytes(self._since_final) + b"".join(self._pending_audio or [])
+        self._pending_audio = None
+        for offset in range(0, len(replay), 3200):
+            session.feed(replay[offset : offset + 3200])
+        self._session = session
 
     async def end_call(self, notify: bool = True) -> None:
         if not self.in_call:
@@ -302,15 +358,17 @@ class Call:
             if self._can_barge_in():
                 self._spawn(self.interrupt())
         elif isinstance(event, Final):
+            self._since_final.clear()
             self._spawn(self._final(event))
         elif isinstance(event, EagerFinal):
             self._spawn(self._eager_final(event))
         elif isinstance(event, TurnResumed):
             self._drop_speculative()
         elif isinstance(event, TranscriberError):
-            self.send_error(f"speech recognition: {event.message}", "stt_error")
             if event.fatal:
-                self._spawn(self.end_call())
+                self._spawn(self._recover_stt(event.message))
+            else:
+                self.send_error(f"speech recognition: {event.message}", "stt_error")
 
     async def _final(self, event: Final) -> None:
         metrics = TurnMetrics(speech_ended_at=event.speech_ended_at or time.monotonic(), final_at=time.monotonic())
@@ -374,8 +432,27 @@ class Call:
         self.send_error(message, code)
         if self._refused >= self.settings.abuse_close_after:
             log.warning("closing %s: %d refused messages", self.id, self._refused)
-            await self.close()
-            await self.peer.close(protocol.CLOSE_POLICY, "too many invalid or excess messages")
+            await self._close_peer(protocol.CLOSE_POLICY, "too many invalid or excess messages")
+
+    async def _watchdog(self) -> None:
+        """Ends calls that run too long and closes connections that went silent (a dead client)."""
+        settings = self.settings
+        while not self.closed:
+            await asyncio.sleep(min(1.0, settings.idle_timeout_seconds / 4))
+            now = time.monotonic()
+            if now - self.last_activity > settings.idle_timeout_seconds:
+                log.info("closing idle connection %s", self.id)
+                self.send_error("no audio or messages for too long", "idle_timeout")
+                self._spawn(self._close_peer(protocol.CLOSE_IDLE, "idle"))
+                return
+            started = self.call_started_at
+            if self.in_call and started is not None and now - started > settings.max_call_seconds:
+                self.send_error("the call reached its maximum duration", "call_too_long")
+                self._spawn(self.end_call())
+
+    async def _close_peer(self, code: int, reason: str) -> None:
+        await self.close()
+        await self.peer.close(code, reason)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

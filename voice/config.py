@@ -18,6 +18,10 @@ def _env(name: str, default, cast):
         raise ValueError(f"environment variable {name}={value!r} is not a valid {cast.__name__}") from None
 
 
+def _origins(value: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in value.split(",") if o.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. Build with ``Settings.from_env(**overrides)``."""
@@ -35,10 +39,17 @@ class Settings:
     audio_realtime_factor: float = 3.0  # sustained audio faster than real time by this factor is dropped
     audio_burst_seconds: float = 30.0  # burst allowance for audio
     abuse_close_after: int = 1000  # refused messages before the connection is closed (1008)
-    max_outbound_messages: int = 4096  # queued messages to a client that does not read before closing it
+    max_outbound_messages: int = 4096  # queued messages to a client that does not read before closing it (1008)
+    max_outbound_bytes: int = 16 * 1024 * 1024  # ... or queued bytes (about 8 minutes of 16 kHz audio)
     preconnect_audio_seconds: float = 30.0  # audio buffered while the STT session starts
     tts_lookahead: int = 2  # sentences synthesized ahead of the one playing
     ack_wait_seconds: float = 0.3  # after a barge-in, how long to wait for the client's playback report
+    max_connections: int = 500  # VOICE_MAX_CONNECTIONS: concurrent calls/connections per process (503 beyond)
+    max_connections_per_client: int = 20  # VOICE_MAX_CONNECTIONS_PER_CLIENT: per client address (429 beyond)
+    max_call_seconds: float = 3600.0  # VOICE_MAX_CALL_SECONDS: a call longer than this is ended
+    idle_timeout_seconds: float = 300.0  # VOICE_IDLE_TIMEOUT: no audio and no message this long closes (4408)
+    drain_seconds: float = 10.0  # on shutdown, how long in-flight turns may finish
+    allowed_origins: tuple[str, ...] = ()  # VOICE_ALLOWED_ORIGINS (comma-separated); empty: same origin only
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
 
     @classmethod
@@ -51,6 +62,11 @@ class Settings:
             max_frame_bytes=_env("VOICE_MAX_FRAME_BYTES", cls.max_frame_bytes, int),
             max_text_chars=_env("VOICE_MAX_TEXT_CHARS", cls.max_text_chars, int),
             messages_per_second=_env("VOICE_MESSAGE_RATE", cls.messages_per_second, float),
+            max_connections=_env("VOICE_MAX_CONNECTIONS", cls.max_connections, int),
+            max_connections_per_client=_env("VOICE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client, int),
+            max_call_seconds=_env("VOICE_MAX_CALL_SECONDS", cls.max_call_seconds, float),
+            idle_timeout_seconds=_env("VOICE_IDLE_TIMEOUT", cls.idle_timeout_seconds, float),
+            allowed_origins=_env("VOICE_ALLOWED_ORIGINS", cls.allowed_origins, _origins),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

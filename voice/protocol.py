@@ -18,6 +18,7 @@ CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect elsewhere
 CLOSE_POLICY = 1008  # flooding or repeated protocol abuse
 CLOSE_TOO_BIG = 1009  # a frame larger than the transport's hard limit
 CLOSE_UNKNOWN_AGENT = 4404
+CLOSE_IDLE = 4408  # no audio and no message for idle_timeout_seconds
 
 CLIENT_TYPES = frozenset(
     {"hello", "start_call", "end_call", "interrupt", "text_message", "start_of_speech", "end_of_speech", "playback_ack"}

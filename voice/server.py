@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, HTTPException, WebSocket
+from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from . import auth
 from .agent import BaseAgent
+from .auth import Authorizer
 from .config import Settings
+from .gate import Gate, Refusal
 from .providers.base import Transcriber, TTSProvider
 from .runtime import Runtime
 from .transport_ws import serve_websocket
@@ -30,15 +34,17 @@ class VoiceServer:
         transcriber: Transcriber | None = None,
         tts: TTSProvider | None = None,
         settings: Settings | None = None,
+        authorize: Authorizer | None = None,
         warm_up: bool = True,
         **overrides,
     ) -> None:
         self.settings = settings or Settings.from_env(**overrides)
         self.runtime = Runtime(agents, self.settings, transcriber=transcriber, tts=tts)
+        #: admission for every entry point; ``authorize`` None: VOICE_API_TOKEN / VOICE_TOKEN_SECRET, else open
+        self.gate = Gate(self.settings, authorize if authorize is not None else auth.from_env())
         self.warm_up = warm_up
         self.router = APIRouter()
         self._add_routes()
-        self.extensions: list[Callable[[VoiceServer], None]] = []
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI | None = None) -> AsyncIterator[None]:
@@ -51,12 +57,26 @@ class VoiceServer:
     def _add_routes(self) -> None:
         runtime = self.runtime
 
+        gate = self.gate
+
         @self.router.websocket("/agents/{agent}/{instance}")
         async def agent_socket(websocket: WebSocket, agent: str, instance: str) -> None:
-            await serve_websocket(websocket, runtime, agent, instance)
+            try:
+                principal, client = await gate.admit(websocket, agent, instance)
+            except Refusal as refusal:
+                await deny(websocket, refusal)
+                return
+            try:
+                await serve_websocket(websocket, runtime, agent, instance, principal=principal)
+            finally:
+                gate.leave(client)
 
         @self.router.get("/agents/{agent}/{instance}/messages")
-        async def agent_messages(agent: str, instance: str, limit: int | None = None) -> dict:
+        async def agent_messages(request: Request, agent: str, instance: str, limit: int | None = None) -> dict:
+            try:
+                await gate.check(request, agent, instance)
+            except Refusal as refusal:
+                raise HTTPException(refusal.status, refusal.message) from None
             key = runtime.resolve(agent)
             if key is None:
                 raise HTTPException(404, f"unknown agent {agent!r}")
@@ -70,12 +90,22 @@ class VoiceServer:
             return {"ok": True, "agents": sorted(runtime.agents)}
 
 
+async def deny(websocket: WebSocket, refusal: Refusal) -> None:
+    """Refuse a WebSocket before the upgrade: an HTTP error response where the server supports it, else a 403."""
+    log.info("refused a connection: %s %s", refusal.status, refusal.message)
+    try:
+        await websocket.send_denial_response(JSONResponse({"error": refusal.message}, status_code=refusal.status))
+    except RuntimeError:
+        await websocket.close(code=1008, reason=refusal.message)
+
+
 def create_app(
     agents: dict[str, type[BaseAgent]],
     *,
     transcriber: Transcriber | None = None,
     tts: TTSProvider | None = None,
     settings: Settings | None = None,
+    authorize: Authorizer | None = None,
     static_dir: str | Path | None = None,
     warm_up: bool = True,
     **overrides,
@@ -83,10 +113,13 @@ def create_app(
     """A FastAPI app serving ``agents`` (name → class) at ``/agents/{name}/{instance}``.
 
     ``transcriber``/``tts`` are the defaults for agents that do not set their own (None: the offline Whisper and
-    Piper providers, or those named by ``VOICE_STT``/``VOICE_TTS``). Keyword ``overrides`` set :class:`Settings`
-    fields (e.g. ``db_path=...``). ``static_dir`` is served at ``/``.
+    Piper providers, or those named by ``VOICE_STT``/``VOICE_TTS``). ``authorize(conn, agent, instance)`` guards
+    every entry point (see :mod:`voice.auth`). Keyword ``overrides`` set :class:`Settings` fields
+    (e.g. ``db_path=...``). ``static_dir`` is served at ``/``.
     """
-    server = VoiceServer(agents, transcriber=transcriber, tts=tts, settings=settings, warm_up=warm_up, **overrides)
+    server = VoiceServer(
+        agents, transcriber=transcriber, tts=tts, settings=settings, authorize=authorize, warm_up=warm_up, **overrides
+    )
     app = FastAPI(title="voice", lifespan=server.lifespan)
     app.include_router(server.router)
     app.state.voice = server

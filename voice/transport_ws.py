@@ -75,6 +75,8 @@ class WebSocketPeer(Peer):
         self.websocket = websocket
         settings = runtime.settings
         self.max_queue = settings.max_outbound_messages
+        self.max_bytes = settings.max_outbound_bytes
+        self._queued_bytes = 0
         self.output = WebSocketOutput(self, settings.output_sample_rate, settings.ack_wait_seconds)
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop())
@@ -95,12 +97,15 @@ class WebSocketPeer(Peer):
     def _put(self, item: dict[str, Any]) -> None:
         if self.close_code is not None:
             return
-        if self._queue.qsize() >= self.max_queue:
+        size = len(item.get("bytes") or item.get("text") or "")
+        if self._queue.qsize() >= self.max_queue or self._queued_bytes + size > self.max_bytes:
             # the client is not reading: drop it rather than buffer without bound
-            log.warning("closing a client that does not read (%d messages queued)", self._queue.qsize())
+            log.warning("closing a client that does not read (%d messages, %d bytes queued)",
+                        self._queue.qsize(), self._queued_bytes)
             self.close_code = protocol.CLOSE_POLICY
             self._queue.put_nowait({"type": "websocket.close", "code": protocol.CLOSE_POLICY, "reason": "not reading"})
             return
+        self._queued_bytes += size
         self._queue.put_nowait(item)
 
     async def _write_loop(self) -> None:
@@ -108,6 +113,7 @@ class WebSocketPeer(Peer):
         try:
             while (item := await self._queue.get()) is not None:
                 await send(item)
+                self._queued_bytes -= len(item.get("bytes") or item.get("text") or "")
                 if item["type"] == "websocket.close":
                     return
         except Exception:  # noqa: BLE001 - the socket went away; the reader notices and cleans up
@@ -131,7 +137,9 @@ class WebSocketPeer(Peer):
             self._writer.cancel()
 
 
-async def serve_websocket(websocket: WebSocket, runtime: Runtime, agent_name: str, instance_id: str) -> None:
+async def serve_websocket(
+    websocket: WebSocket, runtime: Runtime, agent_name: str, instance_id: str, principal: object = None
+) -> None:
     """The whole life of one client connection at ``/agents/{agent}/{instance}``."""
     await websocket.accept()
     peer = WebSocketPeer(websocket, runtime)
@@ -143,7 +151,8 @@ async def serve_websocket(websocket: WebSocket, runtime: Runtime, agent_name: st
         return
     peer.send_json(protocol.status("idle"))
     query = {k: v for k, v in websocket.query_params.items()}
-    call = Call(agent, peer, runtime.settings, query=query, call_id=query.get("_pk"))
+    query.pop("token", None)  # a credential, not a parameter for the agent
+    call = Call(agent, peer, runtime.settings, query=query, call_id=query.get("_pk"), principal=principal)
     receive = websocket.receive
     try:
         while peer.close_code is None:

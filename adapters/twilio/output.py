@@ -117,7 +117,7 @@ class TwilioOutput(AudioOutput):
         by_send_time = self._sent - max(0.0, self._end_time - now) * RATE
         by_echo = self._echo_pos + (now - self._echo_time) * RATE
         estimate = min(by_send_time, by_echo, self._sent)
-        return int(round(max(self._echo_pos, estimate)))
+        return round(max(self._echo_pos, estimate))
 
     async def clear(self) -> int:
         """Tell Twilio to drop its buffer, drop ours, and return the position heard up to."""

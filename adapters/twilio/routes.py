@@ -54,7 +54,8 @@ def mount_twilio(
     (default ``TWILIO_AUTH_TOKEN``). ``instance_from``: which agent instance (history) a call gets —
     ``"call_sid"`` (a fresh one per call) or ``"caller"`` (one per caller number; withheld numbers get a fresh one).
     Without an auth token nothing is mounted unless ``insecure_dev=True`` (no signature checks: local testing only).
-    Returns whether the routes were mounted.
+    ``prefix``: where the two routes live. ``lead_seconds``: agent audio kept queued at Twilio (barge-in drops at
+    most this much; more tolerates more network jitter). Returns whether the routes were mounted.
     """
     voice_server, router = _resolve_target(server)
     public_url = public_url or os.environ.get("VOICE_PUBLIC_URL") or None
@@ -76,7 +77,10 @@ def mount_twilio(
         log.warning(
             "\n%s\n!! INSECURE: Twilio routes mounted WITHOUT signature checks (insecure_dev=True).\n"
             "!! Anyone who can reach %s can place calls to agent %r. Never use this in production.\n%s",
-            "!" * 100, public_url, agent, "!" * 100,
+            "!" * 100,
+            public_url,
+            agent,
+            "!" * 100,
         )
     elif not ws_url.startswith("wss://"):
         log.warning("VOICE_PUBLIC_URL %s is not https: Twilio only connects to wss:// stream URLs", public_url)
@@ -116,7 +120,13 @@ def mount_twilio(
         await websocket.accept()
         await serve_twilio_stream(websocket, runtime, config)
 
+    before = len(router.routes)
     router.include_router(routes)
+    if router is not voice_server.router:
+        # an app: go before any catch-all mount (create_app's static files at "/" would swallow the webhook)
+        added = router.routes[before:]
+        del router.routes[before:]
+        router.routes[0:0] = added
     log.info("Twilio: webhook %s, stream %s, agent %r", http_url(public_url, voice_path), ws_url, agent)
     return True
 

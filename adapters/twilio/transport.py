@@ -3,9 +3,10 @@
 Lifecycle of one stream (reference §1.3): ``connected`` → ``start`` (streamSid, callSid, customParameters) →
 ``media``/``dtmf``/``mark`` … → ``stop`` (or the socket just closes). On ``start`` the agent instance named by
 the TwiML parameters is acquired and a call starts; inbound μ-law 8 kHz is decoded, upsampled to 16 kHz (a
-low-latency streaming FIR per call, :mod:`.upsample`) and fed to the call; ``dtmf`` goes to ``agent.on_dtmf``; mark echoes go to the
-:class:`~adapters.twilio.output.TwilioOutput`. Anything malformed is logged and dropped — a bad frame never ends
-a phone call. The call closes (turn cancelled, STT closed, heard text saved) on ``stop`` or disconnect.
+low-latency streaming FIR per call, :mod:`.upsample`) and fed to the call; ``dtmf`` goes to ``agent.on_dtmf``;
+mark echoes go to the :class:`~adapters.twilio.output.TwilioOutput`. Anything malformed is logged and
+dropped — a bad frame never ends a phone call. The call closes (turn cancelled, STT closed, heard text saved)
+on ``stop`` or disconnect.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class TwilioPeer(Peer):
     async def _wait_writer(self) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+        except (TimeoutError, Exception):  # noqa: BLE001
             self._writer.cancel()
 
 
@@ -185,7 +186,8 @@ class TwilioStream:
         elif event == "connected":
             log.debug("Twilio stream connected: protocol %s", data.get("protocol"))
         else:
-            self._drop(f"unknown event {str(event)[:30]!r}", level=logging.DEBUG)
+            log.debug("Twilio stream %s: unknown event %.40r", self.peer.stream_sid, event)
+            self._drop("unknown event", level=logging.DEBUG)
 
     # --- events -----------------------------------------------------------------------------------------------
 
@@ -203,7 +205,7 @@ class TwilioStream:
         instance = params.get("instance") or call_sid
         cfg = self.config
         if self.runtime.resolve(agent_name) != self.runtime.resolve(cfg.agent) or not instance:
-            log.warning("Twilio stream %s names agent %.60r / instance %.60r: refused", stream_sid, agent_name, instance)
+            log.warning("Twilio stream %s for agent %.60r, instance %.60r: refused", stream_sid, agent_name, instance)
             return await self._reject("unknown agent or instance")
         if cfg.auth_token and not check_call_token(cfg.auth_token, cfg.agent, instance, call_sid, params.get("token")):
             log.warning("Twilio stream %s: bad or missing call token for instance %.60r", stream_sid, instance)

@@ -19,17 +19,13 @@ All model calls go through one priority queue per process: finals before early f
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
-import heapq
-import itertools
 import math
 import os
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..audio import StreamResampler
-from ..providers.base import (
-    Final,
-    Interim,
-    SpeechStarted,
-    Transcriber,
-    TranscriberError,
-    TranscriberEvent,
-    TranscriberOptions,
-    TranscriberSession,
-)
-from . import ModelNotFoundError, cpu_count, shared_executor
+from ..providers.base import Final, Interim, SpeechStarted, Transcriber, TranscriberError, TranscriberEvent
+from ..providers.base import TranscriberOptions, TranscriberSession
+from . import ModelNotFoundError, PriorityScheduler, cpu_count, shared_executor
 
 RATE = 16_000
 CHUNK = 512  # Silero's window at 16 kHz (32 ms)
@@ -74,7 +62,7 @@ class WhisperSettings:
     speech_threshold: float = 0.5  # Silero probability that starts speech; it ends below threshold - 0.15
     max_utterance_s: float = 28.0  # Whisper sees 30 s: a longer monologue is cut into several turns
     stall_timeout_ms: int = 1000  # wall-clock fallback: end a pausing turn if no audio arrives for this long
-    beam_size: int = 1  # greedy: measured as accurate as beam 5 on tiny.en here, and ~2x faster to decode
+    beam_size: int = 1  # beam 5 measured: same WER on clean speech, -1 word in 20 noisy sentences, +50 ms/call
 
 
 def resolve_model_path(model_path: str | Path | None = None) -> Path:
@@ -133,7 +121,7 @@ class _Runtime:
         self.silero = onnxruntime.InferenceSession(
             os.path.join(get_assets_path(), "silero_vad_v6.onnx"), providers=["CPUExecutionProvider"], sess_options=opts
         )
-        self.scheduler = _Scheduler(self.slots)
+        self.scheduler = PriorityScheduler(self.slots)
 
     def tokenizer(self, language: str) -> Any:
         tok = self._tokenizers.get(language)
@@ -187,54 +175,6 @@ def _load_runtime(path: Path) -> _Runtime:
         if runtime is None:
             runtime = _runtimes[path] = _Runtime(path)
         return runtime
-
-
-class _Scheduler:
-    """A priority queue in front of :func:`shared_executor` with ``slots`` model calls at a time.
-
-    Whisper calls cannot be interrupted, so the order is what keeps finals fast: a final never waits behind
-    queued interims, and work that became useless (speech resumed, session closed) is dropped before it runs.
-    """
-
-    def __init__(self, slots: int) -> None:
-        self._slots = slots
-        self._running = 0
-        self._heap: list[list[Any]] = []
-        self._seq = itertools.count()
-        self._lock = threading.Lock()
-
-    def submit(self, priority: int, fn: Callable[[], Decoded | None]) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        with self._lock:
-            heapq.heappush(self._heap, [priority, next(self._seq), future, fn])
-            self._pump()
-        return future
-
-    def promote(self, future: concurrent.futures.Future, priority: int) -> None:
-        """Raise a queued job's priority (an early final that has become the final)."""
-        with self._lock:
-            for entry in self._heap:
-                if entry[2] is future and entry[0] > priority:
-                    entry[0] = priority
-                    heapq.heapify(self._heap)
-                    break
-
-    def _pump(self) -> None:  # holds the lock
-        while self._running < self._slots and self._heap:
-            _, _, future, fn = heapq.heappop(self._heap)
-            if future.set_running_or_notify_cancel():  # False: cancelled while queued
-                self._running += 1
-                shared_executor().submit(self._run, future, fn)
-
-    def _run(self, future: concurrent.futures.Future, fn: Callable[[], Decoded | None]) -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the session
-            future.set_exception(exc)
-        finally:
-            with self._lock:
-                self._running -= 1
-                self._pump()
 
 
 # --- text helpers --------------------------------------------------------------------------------------------
@@ -341,7 +281,8 @@ class WhisperSession(TranscriberSession):
         self._pos = 0
         self._speaking = False
         self._onset = 0  # consecutive speech chunks while idle
-        self._preroll: deque[bytes] = deque(maxlen=max(1, round((settings.preroll_ms + settings.start_speech_ms) / CHUNK_MS)))
+        self._hold = False  # the end of the turn is held back a chunk (see _process)
+        self._preroll: deque[bytes] = deque(maxlen=round((settings.preroll_ms + settings.start_speech_ms) / CHUNK_MS) + 1)
         self._utt: _Utterance | None = None
         self._finals: deque[tuple[_Utterance, asyncio.Future]] = deque()  # emitted in utterance order
         self._jobs: set[asyncio.Future] = set()
@@ -405,7 +346,10 @@ class WhisperSession(TranscriberSession):
                 and utt.voiced * 1000 / RATE >= s.min_speech_ms
             ):
                 utt.early = self._submit(EARLY, bytes(utt.audio), None)
-            if silence_ms >= s.end_silence_ms:
+            # Sound that Silero is not yet sure about may be speech resuming (its onset lags a chunk or two):
+            # give it one more chunk before ending the turn, so a 350 ms pause is never cut.
+            self._hold = loud.size > 0 and prob >= 0.2 and silence_ms < s.end_silence_ms + CHUNK_MS
+            if silence_ms >= s.end_silence_ms and not self._hold:
                 self._end_utterance()
                 return
         if len(utt.audio) >= s.max_utterance_s * RATE * 2:
@@ -415,9 +359,10 @@ class WhisperSession(TranscriberSession):
     # -- turns --
 
     def _start_utterance(self, now: float, announce: bool = True) -> None:
-        audio = bytearray(b"".join(self._preroll))
-        voiced = self._onset * CHUNK if announce else 0
-        self._utt = _Utterance(audio, voiced, self._pos, now, next_interim=self._pos + self._ms(self._s.interim_interval_ms))
+        """A new turn, with the pre-roll (unless it continues one cut at ``max_utterance_s``)."""
+        audio = bytearray(b"".join(self._preroll) if announce else b"")
+        next_interim = self._pos + self._ms(self._s.interim_interval_ms)
+        self._utt = _Utterance(audio, self._onset * CHUNK, self._pos, now, next_interim=next_interim)
         self._onset = 0
         if announce:
             self._emit(SpeechStarted())
