@@ -87,6 +87,8 @@ class Client:
                 self._new.set()
         except websockets.ConnectionClosed as exc:
             self.closed = exc
+        else:  # a normal close (1000/1001) ends the iteration without an exception
+            self.closed = self.ws.protocol.close_exc
         self._new.set()
 
     async def send(self, message: dict | str | bytes) -> None:

@@ -224,6 +224,8 @@ async def test_peer_gone_mid_reply_frees_everything(server, how):
     session = session_of(server, instance)
     call = session.call
     assert len(AgentAudioTrack.live) == 1 and session.output.is_playing()
+    # the silence watchdog is armed by the first audio frame from the peer
+    await until(lambda: session.last_media is not None, 2, "the peer's audio arriving")
     if how == "close":
         await peer.close()
         took = await until(lambda: call.closed, 2, "call ended after the client closed")

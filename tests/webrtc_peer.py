@@ -102,10 +102,13 @@ class WebRTCTestPeer:
         send_audio: bool = True,
         receive_audio: bool = True,
         query: str = "",
+        keep_audio: bool = True,
     ) -> None:
         self.url = f"{base_url}/agents/{agent}/{instance}/webrtc" + (f"?{query}" if query else "")
         self.send_audio = send_audio
         self.receive_audio = receive_audio
+        self.keep_audio = keep_audio  # False: only count received frames (benchmarks)
+        self.frames_received = 0
         self.pc = RTCPeerConnection()
         self.mic = SpeechTrack() if send_audio else None
         self.channel: Any = None
@@ -162,6 +165,9 @@ class WebRTCTestPeer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            self.frames_received += 1
+            if not self.keep_audio:
+                continue
             pcm = frame_to_mono(frame).tobytes()
             if frame.sample_rate != RATE:
                 pcm = resample(pcm, frame.sample_rate, RATE)

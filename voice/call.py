@@ -432,7 +432,7 @@ class Call:
         self.send_error(message, code)
         if self._refused >= self.settings.abuse_close_after:
             log.warning("closing %s: %d refused messages", self.id, self._refused)
-            await self._close_peer(protocol.CLOSE_POLICY, "too many invalid or excess messages")
+            await self.close_connection(protocol.CLOSE_POLICY, "too many invalid or excess messages")
 
     async def _watchdog(self) -> None:
         """Ends calls that run too long and closes connections that went silent (a dead client)."""
@@ -443,14 +443,15 @@ class Call:
             if now - self.last_activity > settings.idle_timeout_seconds:
                 log.info("closing idle connection %s", self.id)
                 self.send_error("no audio or messages for too long", "idle_timeout")
-                self._spawn(self._close_peer(protocol.CLOSE_IDLE, "idle"))
+                self._spawn(self.close_connection(protocol.CLOSE_IDLE, "idle"))
                 return
             started = self.call_started_at
             if self.in_call and started is not None and now - started > settings.max_call_seconds:
                 self.send_error("the call reached its maximum duration", "call_too_long")
                 self._spawn(self.end_call())
 
-    async def _close_peer(self, code: int, reason: str) -> None:
+    async def close_connection(self, code: int, reason: str) -> None:
+        """End everything on this connection and close it with ``code``."""
         await self.close()
         await self.peer.close(code, reason)
 

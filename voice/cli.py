@@ -14,6 +14,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import uvicorn
 
 from .audio import ENGINE_RATE, resample, to_mono_int16
 
@@ -49,8 +50,6 @@ def _mount_telephony(app) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.app:
         module_name, _, attr = args.app.partition(":")
@@ -71,8 +70,22 @@ def serve(args: argparse.Namespace) -> int:
         )
     print(f"voice: serving on http://{args.host}:{args.port}  (agents at ws://{args.host}:{args.port}/agents/…)",
           flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=1 << 20)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_max_size=1 << 20)
+    DrainingServer(config, getattr(getattr(app, "state", None), "voice", None)).run()
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT, lets voice drain its calls before uvicorn drops the remaining sockets."""
+
+    def __init__(self, config: uvicorn.Config, voice_server) -> None:
+        super().__init__(config)
+        self.voice_server = voice_server
+
+    async def shutdown(self, sockets=None) -> None:
+        if self.voice_server is not None:
+            await self.voice_server.drain()
+        await super().shutdown(sockets)
 
 
 # --- voice call ------------------------------------------------------------------------------------------------

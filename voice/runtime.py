@@ -94,6 +94,10 @@ class Runtime:
             self._instances[(key, instance_id)] = (entry[0], entry[1] + 1)
             return entry[0]
 
+    def live_calls(self) -> list:
+        """Every open connection, in a call or not."""
+        return [call for agent, _ in self._instances.values() for call in agent._calls]
+
     def release(self, agent: BaseAgent) -> None:
         """Drop one use; the instance is forgotten (its history stays in SQLite) when nothing uses it."""
         key = (agent.name, agent.instance_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +13,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import auth
+from . import auth, protocol
 from .agent import BaseAgent
 from .auth import Authorizer
 from .config import Settings
@@ -53,6 +55,20 @@ class VoiceServer:
             yield
         finally:
             await self.runtime.stop()
+
+    async def drain(self) -> None:
+        """Graceful shutdown: refuse new connections, let replies being generated finish (up to
+        ``drain_seconds``), then tell every client (``error`` ``server_shutdown``, close 1001) so it reconnects."""
+        self.gate.draining = True
+        deadline = time.monotonic() + self.settings.drain_seconds
+        while time.monotonic() < deadline:
+            if not any(c.turn is not None and not c.turn.sent_all for c in self.runtime.live_calls()):
+                break
+            await asyncio.sleep(0.05)
+        calls = self.runtime.live_calls()
+        for call in calls:
+            call.send_error("the server is shutting down; reconnect", "server_shutdown")
+        await asyncio.gather(*(c.close_connection(protocol.CLOSE_GOING_AWAY, "server shutting down") for c in calls))
 
     def _add_routes(self) -> None:
         runtime = self.runtime

@@ -116,8 +116,8 @@ class WebSocketPeer(Peer):
                 self._queued_bytes -= len(item.get("bytes") or item.get("text") or "")
                 if item["type"] == "websocket.close":
                     return
-        except Exception:  # noqa: BLE001 - the socket went away; the reader notices and cleans up
-            pass
+        except Exception as exc:  # noqa: BLE001 - the socket went away; the reader notices and cleans up
+            log.debug("writer stopped: %r", exc)
 
     async def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "") -> None:
         if self.close_code is None:

@@ -149,6 +149,7 @@ class Turn:
         self.heard = HeardText()
         self.audio_started = False
         self.finished = False  # the reply was complete and saved
+        self.sent_all = False  # all text and audio handed to the transport (it may still be playing)
         self.task: asyncio.Task | None = None
         self._saved = False
         # a speculative turn runs on_turn at once but sends nothing until commit() (or is cancelled silently)
@@ -211,6 +212,7 @@ class Turn:
                     speaker.cancel()
                     await asyncio.gather(speaker, return_exceptions=True)
             await call.output.drain()
+            self.sent_all = True
             self.metrics.ended_at = time.monotonic()
             if self.fixed_text is None and self.source == "voice":
                 call.send(self.metrics.message())

@@ -35,7 +35,7 @@ log = logging.getLogger("voice.twilio")
 
 MAX_EVENT_CHARS = 1 << 20  # a JSON event larger than this is dropped (Twilio's are ~300 bytes)
 MAX_PCM_PIECE = 8000  # bytes of 16 kHz PCM handed to the call at once (0.25 s)
-DTMF_DIGITS = frozenset("0123456789*#ABCDabcdw")
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
 @dataclass(frozen=True)
