@@ -531,3 +531,39 @@ async def test_eager_end_of_turn_starts_early_speaks_only_on_commit(tmp_path):
         msgs = await history(srv, "thinker", "x")
         assert [m["content"] for m in msgs if m["role"] == "user"] == ["What is the time?", "book a table for two"]
         await c.close()
+
+
+class Goodbye(VoiceAgent):
+    async def on_turn(self, transcript, ctx):
+        if transcript == "more":
+            await self.speak(ctx.call, "One more thing.")  # queued after this reply, not a deadlock
+            yield "Sure."
+            return
+        if transcript == "bye":
+            yield "Goodbye!"
+            await ctx.call.hangup()  # after the goodbye has played
+            return
+        yield "Hello."
+
+
+async def test_hangup_and_speak_from_inside_on_turn(tmp_path):
+    app = create_app({"bye": Goodbye}, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "g.db"))
+    async with LiveServer(app) as srv:
+        c = await Client.connect(f"{srv.ws}/agents/bye/x")
+        await c.start_call()
+        await c.send(fake_speech_frame("final", "more"))
+        await c.wait_for("transcript_end", text="One more thing.")
+        assert [m["text"] for m in c.json("transcript_end")] == ["Sure.", "One more thing."]
+        await asyncio.sleep(0.3)
+        mark = c.mark()
+        await c.send(fake_speech_frame("final", "bye"))
+        for _ in range(60):
+            if c.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert c.closed is not None and c.closed.rcvd.code == 1000
+        assert [m["text"] for _, m in c.messages[mark:] if isinstance(m, dict) and m["type"] == "transcript_end"] == [
+            "Goodbye!"
+        ]
+        msgs = await history(srv, "bye", "x")
+        assert [m["content"] for m in msgs] == ["more", "Sure.", "One more thing.", "bye", "Goodbye!"]

@@ -61,6 +61,10 @@ class SpeechTrack(MediaStreamTrack):
         self._buffer += resample(pcm16k, 16_000, RATE)
         return len(self._buffer) / 2 / RATE
 
+    def play_48k(self, pcm48k: bytes) -> None:
+        """Queue audio already at 48 kHz (no resampling: benchmarks)."""
+        self._buffer += pcm48k
+
     def queued_seconds(self) -> float:
         return len(self._buffer) / 2 / RATE
 

@@ -29,7 +29,7 @@ from .providers.base import (
     TranscriberSession,
     TurnResumed,
 )
-from .turn import Turn, TurnMetrics
+from .turn import CURRENT_TURN, Turn, TurnMetrics
 from .vad import VADConfig, VoiceActivityDetector
 
 log = logging.getLogger("voice.call")
@@ -116,9 +116,23 @@ class Call:
             self.send(protocol.error(message, code))
 
     async def hangup(self) -> None:
-        """End the call and close the connection (on a phone line this hangs up)."""
+        """End the call and close the connection (on a phone line this hangs up). Called from ``on_turn``, it
+        happens once the reply being spoken has played out, so a goodbye is heard."""
+        if self._inside_turn():
+            turn = self.turn
+            self._spawn(self._after(turn, self.hangup()))
+            return
         await self.end_call(notify=False)
         await self.peer.close(protocol.CLOSE_NORMAL, "call ended by agent")
+
+    def _inside_turn(self) -> bool:
+        """Whether the caller is the current turn's own code (on_turn), which must not wait for itself."""
+        return self.turn is not None and CURRENT_TURN.get() is self.turn
+
+    async def _after(self, turn: Turn | None, action) -> None:
+        if turn is not None:
+            await turn.wait()
+        await action
 
     # --- from the transport ---------------------------------------------------------------------------------
 
@@ -328,6 +342,9 @@ class Call:
     async def speak(self, text: str, save: bool = True) -> None:
         """Speak fixed text (no on_turn); waits for a reply in progress to finish first."""
         if not isinstance(self.agent, VoiceAgent) or not text.strip():
+            return
+        if self._inside_turn():  # from on_turn: after the current reply, not waiting on ourselves
+            self._spawn(self._after(self.turn, self.speak(text, save)))
             return
         if self.turn is not None:
             await self.turn.wait()

@@ -46,7 +46,7 @@ def _mount_telephony(app) -> None:
         from adapters.twilio import maybe_mount_twilio
     except ImportError:
         return
-    maybe_mount_twilio(app.state.voice)
+    maybe_mount_twilio(app)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -57,12 +57,12 @@ class VoiceServer:
             await self.runtime.stop()
 
     async def drain(self) -> None:
-        """Graceful shutdown: refuse new connections, let replies being generated finish (up to
+        """Graceful shutdown: refuse new connections, let replies in flight finish and play out (up to
         ``drain_seconds``), then tell every client (``error`` ``server_shutdown``, close 1001) so it reconnects."""
         self.gate.draining = True
         deadline = time.monotonic() + self.settings.drain_seconds
         while time.monotonic() < deadline:
-            if not any(c.turn is not None and not c.turn.sent_all for c in self.runtime.live_calls()):
+            if all(c.turn is None for c in self.runtime.live_calls()):  # replies generated and played out
                 break
             await asyncio.sleep(0.05)
         calls = self.runtime.live_calls()

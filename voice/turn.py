@@ -8,6 +8,7 @@ supersedes it, then asks it to save what was heard.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from .call import Call
 
 log = logging.getLogger("voice.turn")
+
+#: the turn whose code is running (tasks that on_turn's code runs in inherit it)
+CURRENT_TURN: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("voice_current_turn", default=None)
 
 STALL_SECONDS = 0.15  # a pause in on_turn's text this long releases a finished sentence to TTS
 
@@ -149,7 +153,6 @@ class Turn:
         self.heard = HeardText()
         self.audio_started = False
         self.finished = False  # the reply was complete and saved
-        self.sent_all = False  # all text and audio handed to the transport (it may still be playing)
         self.task: asyncio.Task | None = None
         self._saved = False
         # a speculative turn runs on_turn at once but sends nothing until commit() (or is cancelled silently)
@@ -194,6 +197,7 @@ class Turn:
 
     async def _run(self) -> None:
         call = self.call
+        CURRENT_TURN.set(self)
         try:
             stream = self._open_stream()
             if self.gate is not None:
@@ -212,7 +216,6 @@ class Turn:
                     speaker.cancel()
                     await asyncio.gather(speaker, return_exceptions=True)
             await call.output.drain()
-            self.sent_all = True
             self.metrics.ended_at = time.monotonic()
             if self.fixed_text is None and self.source == "voice":
                 call.send(self.metrics.message())
