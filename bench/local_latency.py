@@ -111,6 +111,18 @@ async def run_mode(name: str, overrides: dict, questions: list[str]) -> dict:
     }
 
 
+async def model_call_ms(stt: WhisperTranscriber, seconds: float = 3.0, n: int = 5) -> float:
+    """Median time of one full Whisper call right now: how busy the machine is (other processes) shows here."""
+    runtime = await stt._ensure_loaded()
+    pcm = piper_speech(QUESTIONS[0])[: int(seconds * 16_000) * 2]
+    loop, times = asyncio.get_running_loop(), []
+    for _ in range(n):
+        t = time.perf_counter()
+        await loop.run_in_executor(None, runtime.transcribe, pcm, "en", 1, None)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES))
@@ -122,9 +134,11 @@ async def main() -> None:
     await tts.warm_up()
     for q in questions:
         piper_speech(q)
+    calibration = [await model_call_ms(WhisperTranscriber())]
     results = []
     for name in args.modes.split(","):
         results.append(await run_mode(name, MODES[name], questions))
+    calibration.append(await model_call_ms(WhisperTranscriber()))
     rss = peak_rss_mb()
     load = os.getloadavg()
     command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/local_latency.py " + " ".join(sys.argv[1:])
@@ -132,8 +146,9 @@ async def main() -> None:
         "# Offline STT latency: end of speech -> Final (WhisperTranscriber, tiny.en int8)",
         "",
         f"`{command.strip()}` — {len(questions)} Piper-spoken questions streamed in real time (20 ms frames), "
-        f"{os.cpu_count()} CPU cores, load average {load[0]:.2f} at the end. Peak RSS (VmHWM) with Whisper + "
-        f"Piper + Silero loaded: **{rss:.0f} MB**.",
+        f"{os.cpu_count()} CPU cores, load average {load[0]:.2f} at the end. One Whisper call (3 s clip, idle "
+        f"otherwise) took {calibration[0]:.0f} ms before the run and {calibration[1]:.0f} ms after (~350 ms when "
+        f"the machine is quiet). Peak RSS (VmHWM) with Whisper + Piper + Silero loaded: **{rss:.0f} MB**.",
         "",
         "| mode | finals | p50 ms | p90 ms | max ms | WER | SpeechStarted p50 ms | interims/turn |",
         "|---|---|---|---|---|---|---|---|",

@@ -6,7 +6,7 @@ peers on loopback. Each peer sends a speech-like signal in real time on its micr
 window and asks for a spoken reply every ``--turn-interval`` seconds over the data channel (speech-like agent audio
 for ~60% of the time; the track sends Opus-encoded silence otherwise). Server CPU comes from /proc/<pid>/stat.
 
-    python bench/webrtc_cpu.py                         # N = 1, 5, 10, 20; writes bench/results/webrtc_cpu.md
+    python bench/webrtc_cpu.py                         # N = 1, 5, 10, 15; writes bench/results/webrtc_cpu.md
     python bench/webrtc_cpu.py --counts 1 10 --duration 15
 
 The load must be real time at the server: the table shows the audio it received (× real time) and the frames it
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 REPLY = "Sure, here is a short answer that takes about three seconds to say."
 
 
+@functools.lru_cache(maxsize=16)
 def speech_like(seconds: float, rate: int, seed: int = 0) -> bytes:
     """Voiced harmonics with a wandering pitch, 4 Hz syllables and pauses: closer to speech than a tone for Opus."""
     rng = np.random.default_rng(seed)
@@ -177,28 +179,25 @@ async def wait_up(base: str, timeout: float = 30) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run(args) -> list[dict]:
+async def run(args, server: subprocess.Popen) -> list[dict]:
+    from tests.webrtc_peer import use_loopback_ice
+
+    use_loopback_ice()  # both ends offer 127.0.0.1 only: all traffic stays on loopback
     base = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.abspath(__file__), "--serve",
-                               "--port", str(args.port)])
-    try:
-        await wait_up(base)
-        await asyncio.sleep(1.0)
-        c0, t0 = cpu_seconds(server.pid), time.monotonic()
-        await asyncio.sleep(5.0)
-        idle = round(100 * (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0), 1)
-        print(f"server idle: {idle}% CPU", file=sys.stderr)
-        mic48 = speech_like(4.0, 48_000, seed=1)
-        rows = []
-        for n in args.counts:
-            row = await measure(n, base, server.pid, args.duration, args.turn_interval, mic48)
-            row["idle_cpu_pct"] = idle
-            print(json.dumps(row), file=sys.stderr)
-            rows.append(row)
-        return rows
-    finally:
-        server.terminate()
-        server.wait()
+    await wait_up(base)
+    await asyncio.sleep(1.0)
+    c0, t0 = cpu_seconds(server.pid), time.monotonic()
+    await asyncio.sleep(5.0)
+    idle = round(100 * (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0), 1)
+    print(f"server idle: {idle}% CPU", file=sys.stderr)
+    mic48 = speech_like(4.0, 48_000, seed=1)
+    rows = []
+    for n in args.counts:
+        row = await measure(n, base, server.pid, args.duration, args.turn_interval, mic48)
+        row["idle_cpu_pct"] = idle
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    return rows
 
 
 def report(rows: list[dict], command: str, args) -> str:
@@ -209,16 +208,16 @@ def report(rows: list[dict], command: str, args) -> str:
         "",
         f"`{command}`",
         "",
-        f"Server pinned to core 0 (`taskset -c 0`), {len(rows) and rows[0]['seconds']} s windows; N aiortc peers "
+        (f"Server pinned to core 0 (`taskset -c 0`), {len(rows) and rows[0]['seconds']} s windows; N aiortc peers "
         "on loopback in one process on core 1. Fake STT/TTS (instant), so this is the transport alone: Opus decode "
         "of the caller's audio, 48→16 kHz soxr, Opus encode of the agent track (speech-like audio ~"
         f"{np.mean([r['agent_talking_pct'] for r in rows]):.0f}% of the time, encoded silence otherwise), "
-        "24→48 kHz resampling of the TTS, SRTP, SCTP data channel, the call engine.",
-        f"Machine: {cpu_model()}, Python {platform.python_version()}, aiortc {_version('aiortc')}, "
-        f"PyAV {_version('av')}. Idle server: {idle}% CPU.",
+        "24→48 kHz resampling of the TTS, SRTP, SCTP data channel, the call engine."),
+        (f"Machine: {cpu_model()}, Python {platform.python_version()}, aiortc {_version('aiortc')}, "
+        f"PyAV {_version('av')}. Idle server: {idle}% CPU."),
         "",
-        "| calls | server CPU % of one core | CPU per call (% of a core) | audio in (× real time) | frames out / call / s "
-        "| agent talking % | client CPU % | errors |",
+        ("| calls | server CPU % of one core | CPU per call (% of a core) | audio in (× real time) | frames out / call / s "
+        "| agent talking % | client CPU % | errors |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -233,9 +232,9 @@ def report(rows: list[dict], command: str, args) -> str:
         slope, intercept = np.polyfit(x, y, 1)
         lines += [
             "",
-            f"Linear fit over the valid rows: **{slope:.2f}% of a core per call** (+{intercept:.1f}% fixed), i.e. "
+            (f"Linear fit over the valid rows: **{slope:.2f}% of a core per call** (+{intercept:.1f}% fixed), i.e. "
             f"**~{int(100 / slope)} calls per core** at 100% — plan for ~{int(70 / slope)} to keep 30% headroom "
-            "for event-loop latency. Real STT/TTS models cost far more than this and are not included.",
+            "for event-loop latency. Real STT/TTS models cost far more than this and are not included."),
         ]
     invalid = [r["n"] for r in rows if r not in valid]
     if invalid:
@@ -265,7 +264,7 @@ def _version(name: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--counts", type=int, nargs="*", default=[1, 5, 10, 20])
+    ap.add_argument("--counts", type=int, nargs="*", default=[1, 5, 10, 15])
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--turn-interval", type=float, default=5.0)
     ap.add_argument("--port", type=int, default=8791)
@@ -277,7 +276,13 @@ def main() -> int:
         return 0
     os.sched_setaffinity(0, {1 % os.cpu_count()})
     command = "python bench/webrtc_cpu.py " + " ".join(sys.argv[1:])
-    rows = asyncio.run(run(args))
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.abspath(__file__), "--serve",
+                               "--port", str(args.port)])
+    try:
+        rows = asyncio.run(run(args, server))
+    finally:
+        server.terminate()
+        server.wait()
     text = report(rows, command.strip(), args)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -85,7 +86,8 @@ async def test_runtime_switch_to_nova_3_from_the_query(tmp_path):
         await c.close()
 
 
-async def test_bad_key_tells_the_client_and_ends_the_call(tmp_path):
+async def test_bad_key_tells_the_client_and_ends_the_call_without_leaking_it(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     async with FakeDeepgram(api_keys=("another-key",)) as fake, LiveServer(make(fake, tmp_path)) as srv:
         c = await Client.connect(f"{srv.ws}/agents/answer/badkey")
         await c.send({"type": "start_call"})
@@ -94,3 +96,5 @@ async def test_bad_key_tells_the_client_and_ends_the_call(tmp_path):
         assert KEY not in err["message"]
         await c.wait_for("status", status="idle", timeout=10)
         await c.close()
+    assert caplog.records and KEY not in caplog.text  # not in any log line, at any level
+    assert all(KEY not in str(m) for _, m in c.messages)  # nor in anything sent to the client

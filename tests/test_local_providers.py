@@ -136,6 +136,28 @@ async def test_commit_finalizes_without_waiting_for_the_silence(stt):
 
 
 @pytest.mark.asyncio
+async def test_8khz_input_is_resampled(stt):
+    from voice.audio import resample
+
+    rec = Recorder()
+    session = await stt.create_session(TranscriberOptions(on_event=rec, sample_rate=8000))
+    await feed(session, resample(silence(300) + piper_speech(SENTENCE) + silence(1000), 16_000, 8000), frame_ms=40)
+    assert await rec.wait_for(lambda r: r.finals)
+    await session.close()
+    assert wer(SENTENCE, rec.finals[0].text) <= 0.15, rec.finals[0].text
+
+
+@pytest.mark.asyncio
+async def test_turn_ends_by_the_clock_when_audio_stops_arriving(stt):
+    rec = Recorder()
+    session = await stt.create_session(TranscriberOptions(on_event=rec, extra={"stall_timeout_ms": 300}))
+    await feed(session, silence(300) + piper_speech(SENTENCE) + silence(100))  # then the stream goes quiet
+    assert not rec.finals
+    assert await rec.wait_for(lambda r: r.finals, timeout=5)
+    await session.close()
+
+
+@pytest.mark.asyncio
 async def test_real_time_speech_started_is_fast_and_final_follows_soon(stt):
     """Loose bounds (the CI machine may be busy); bench/local_latency.py measures the real numbers."""
     speech = piper_speech("Can you recommend a good book?")

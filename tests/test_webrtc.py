@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,14 +17,14 @@ import pytest_asyncio
 
 pytest.importorskip("aiortc")
 
-from tests.harness import LiveServer  # noqa: E402
-from tests.webrtc_peer import PeerRefused, WebRTCTestPeer, use_loopback_ice  # noqa: E402
-from voice import create_app  # noqa: E402
-from voice.demo import EchoAssistant  # noqa: E402
-from voice.providers.base import TranscriberOptions  # noqa: E402
-from voice.testing import FakeTranscriber, FakeTTS  # noqa: E402
-from voice.transport_webrtc import mount_webrtc, parse_ice_servers  # noqa: E402
-from voice.webrtc_media import AgentAudioTrack  # noqa: E402
+from tests.harness import LiveServer
+from tests.webrtc_peer import PeerRefused, WebRTCTestPeer, use_loopback_ice
+from voice import create_app
+from voice.demo import EchoAssistant
+from voice.providers.base import TranscriberOptions
+from voice.testing import FakeTranscriber, FakeTTS
+from voice.transport_webrtc import mount_webrtc, parse_ice_servers
+from voice.webrtc_media import AgentAudioTrack
 
 try:
     from tests.speech import Recorder, feed, piper_speech, silence, wer
@@ -35,15 +36,24 @@ except Exception as exc:  # noqa: BLE001 - models or their packages missing
     pytest.skip(f"offline models unavailable: {exc}", allow_module_level=True)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-use_loopback_ice()
 
+ROOT = Path(__file__).resolve().parent.parent
 GREETING = "Hi! Say something and I will repeat it."
 AGENTS = {"assistant": EchoAssistant}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def loopback_ice():
+    undo = use_loopback_ice()  # aioice skips 127.0.0.1 otherwise, and peers on one machine never connect
+    yield
+    undo()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(tmp_path_factory):
-    app = create_app(AGENTS, transcriber=STT, tts=TTS, db_path=str(tmp_path_factory.mktemp("webrtc") / "voice.db"))
+    db = str(tmp_path_factory.mktemp("webrtc") / "voice.db")
+    # the web client is served too: its static mount at "/" must not shadow the WebRTC routes mounted after it
+    app = create_app(AGENTS, transcriber=STT, tts=TTS, db_path=db, static_dir=ROOT / "web_client")
     assert mount_webrtc(app, max_peers=8)
     async with LiveServer(app) as live:
         live.voice = app.state.voice
@@ -272,7 +282,46 @@ async def test_http_errors(server, tmp_path):
         await first.close()
         await until(lambda: not app.state.voice.webrtc.sessions, 3, "slot freed")
         again = await WebRTCTestPeer(small.http, "assistant", "c").connect()
-        await again.close()
+    # the server stopped with a peer connected: it was told, and closed
+    assert again.closed_message == {"type": "close", "code": 1001, "reason": "server shutting down"}
+    assert not app.state.voice.webrtc.sessions and not AgentAudioTrack.live
+    await again.close()
+
+
+async def test_without_aiortc(monkeypatch, tmp_path):
+    """The core never imports aiortc; without it the route answers 501 with the install hint."""
+    import sys
+
+    code = (
+        "import sys; sys.modules['aiortc'] = None; import voice.transport_webrtc as t, voice.server; "
+        "assert not t.aiortc_available(); assert not [m for m in sys.modules if m.startswith('aiortc') and sys.modules[m]]"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, cwd=ROOT)
+    assert await proc.wait() == 0
+    import voice.transport_webrtc as transport
+
+    monkeypatch.setattr(transport, "aiortc_available", lambda: False)
+    app = create_app(AGENTS, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "v.db"))
+    assert mount_webrtc(app) is False
+    async with LiveServer(app) as srv, httpx.AsyncClient() as http:
+        r = await http.post(f"{srv.http}/agents/assistant/x/webrtc", json={"sdp": "v=0", "type": "offer"})
+        assert r.status_code == 501 and "voice[webrtc]" in r.json()["detail"]
+
+
+async def test_data_channel_only_peer(server):
+    """No audio m-line at all: the call works over the data channel; spoken replies do not wait for a listener."""
+    peer = WebRTCTestPeer(server.http, "assistant", "data-only", send_audio=False, receive_audio=False)
+    await peer.connect()
+    try:
+        await peer.start_call()
+        await peer.wait_for("transcript_end", text=GREETING)
+        session = session_of(server, "data-only")
+        assert not session.output.attached
+        await until(lambda: session.call.turn is None, 5, "greeting done")
+        messages = await history(server, "data-only")
+        assert messages[0]["content"] == GREETING and not messages[0]["interrupted"]
+    finally:
+        await peer.close()
 
 
 async def test_ice_server_config():
@@ -287,3 +336,75 @@ async def test_ice_server_config():
         parse_ice_servers('[{"urls": "http://nope"}]')
     with pytest.raises(ValueError):
         parse_ice_servers("[not json")
+
+
+BROWSER_SETUP = """async ({agent, instance}) => {
+  const { WebRTCTransport } = await import("/client/lib/webrtc-transport.js");
+  const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+  // loopback only: drop Chromium's other host candidates (this machine's LAN address) from the offer
+  const offerFilter = (sdp) => sdp.split("\\r\\n")
+    .filter((line) => !line.startsWith("a=candidate") || line.includes(" 127.0.0.1 ")).join("\\r\\n");
+  const t = new WebRTCTransport({ offerFilter });
+  window.rtc = { t, messages: [], closed: null, opened: false };
+  t.onopen = () => { window.rtc.opened = true; };
+  t.onmessage = (m) => window.rtc.messages.push(m);
+  t.onclose = (info) => { window.rtc.closed = info; };
+  t.attachMicrophone(mic);
+  await t.connect(location.origin, agent, instance);
+  t.send({ type: "start_call" });
+  return t.connected;
+}"""
+
+BROWSER_STATE = """async () => {
+  const stats = window.rtc.t.pc ? await window.rtc.t.pc.getStats() : new Map();
+  let energy = 0, samples = 0;
+  stats.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") {
+    energy = s.totalAudioEnergy || 0; samples = s.totalSamplesReceived || 0; } });
+  return { messages: window.rtc.messages, closed: window.rtc.closed, opened: window.rtc.opened, energy, samples };
+}"""
+
+
+async def test_browser_transport_in_chromium(server, tmp_path):
+    """web_client/lib/webrtc-transport.js in real Chromium: a fake microphone plays Piper speech; the transcript
+    and the reply come back on the data channel and the agent's voice on the track; close() ends the call."""
+    playwright = pytest.importorskip("playwright.async_api")
+    from tests.browser import BASE_FLAGS, CHROMIUM, write_wav
+
+    said = "What is the weather like in Paris today?"
+    wav = write_wav(tmp_path / "mic.wav", silence(4500) + piper_speech(said) + silence(20000))
+    flags = BASE_FLAGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ]
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=flags, headless=True)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(f"{server.http}/healthz")
+            assert await page.evaluate(BROWSER_SETUP, {"agent": "assistant", "instance": "browser"})
+            deadline = time.monotonic() + 30
+            while True:
+                state = await page.evaluate(BROWSER_STATE)
+                kinds = [m["type"] for m in state["messages"]]
+                if "metrics" in kinds or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.25)
+            assert state["opened"] and kinds[:2] == ["welcome", "status"], kinds
+            assert "audio_config" in kinds, kinds
+            users = [m["text"] for m in state["messages"] if m["type"] == "transcript" and m["role"] == "user"]
+            assert users and wer(said, users[0]) <= 0.2, (users, kinds)
+            ends = [m["text"] for m in state["messages"] if m["type"] == "transcript_end"]
+            assert f"You said: {users[0]}" in ends
+            await asyncio.sleep(1.0)
+            state = await page.evaluate(BROWSER_STATE)
+            assert state["samples"] > 48_000 and state["energy"] > 0.01, state  # the agent's voice arrived
+            session = session_of(server, "browser")
+            await page.evaluate("() => window.rtc.t.close()")
+            await until(lambda: session.call.closed and session not in gateway(server).sessions, 3, "call ended")
+            state = await page.evaluate(BROWSER_STATE)
+            assert state["closed"]["code"] == 1000 and not errors, (state["closed"], errors)
+        finally:
+            await browser.close()

@@ -14,6 +14,7 @@ import asyncio
 import fractions
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,21 +28,23 @@ from voice.webrtc_media import frame_to_mono
 
 RATE = 48_000
 FRAME = 960
-_original_get_host_addresses = None
 
 
-def use_loopback_ice() -> None:
-    """Make aioice gather 127.0.0.1 host candidates (it skips loopback by default)."""
-    global _original_get_host_addresses
+def use_loopback_ice() -> Callable[[], None]:
+    """Make aioice gather 127.0.0.1 host candidates (it skips loopback by default); returns the undo."""
     import aioice.ice
 
-    if _original_get_host_addresses is None:
-        _original_get_host_addresses = aioice.ice.get_host_addresses
+    original = aioice.ice.get_host_addresses
 
     def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return ["127.0.0.1"] if use_ipv4 else []
 
     aioice.ice.get_host_addresses = loopback
+
+    def undo() -> None:
+        aioice.ice.get_host_addresses = original
+
+    return undo
 
 
 class SpeechTrack(MediaStreamTrack):
@@ -200,7 +203,7 @@ class WebRTCTestPeer:
             self._new.clear()
             try:
                 await asyncio.wait_for(self._new.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def start_call(self) -> None:

@@ -82,6 +82,7 @@ class Call:
         self._transcriber = None
         self._since_final = bytearray()  # audio since the last final: replayed into a re-created STT session
         self._stt_failures: list[float] = []
+        self._open_error: str | None = None  # a fatal STT error while a session was being opened
         self._pending_audio: list[bytes] | None = None  # audio that arrives while the STT session starts
         self._pending_bytes = 0
         self._vad: VoiceActivityDetector | None = None  # our own barge-in VAD, for STT without speech events
@@ -227,6 +228,7 @@ class Call:
         self.send({"type": "audio_config", "format": "pcm16", "sampleRate": self.output.sample_rate})
         try:
             transcriber = self._transcriber = agent.create_transcriber(self)
+            self._open_error = None
             session = await self._open_session()
         except Exception as exc:  # noqa: BLE001 - any provider failure ends the call attempt cleanly
             log.warning("STT failed to start on %s: %s", self.id, exc)
@@ -243,6 +245,8 @@ class Call:
         pending, self._pending_audio = self._pending_audio or [], None
         for pcm in pending:
             session.feed(pcm)
+        if self._open_error is not None:
+            self._spawn(self._recover_stt(self._open_error))
         if not transcriber.emits_speech_start and isinstance(agent, VoiceAgent):
             self._vad = VoiceActivityDetector(VADConfig(start_ms=100))
         self.call_started_at = time.monotonic()
@@ -256,31 +260,36 @@ class Call:
 
     async def _recover_stt(self, reason: str) -> None:
         """The STT session died: open a new one and replay the audio since the last final, so no speech is lost.
-        Two failures within a minute end the call instead."""
-        now = time.monotonic()
-        self._stt_failures = [t for t in self._stt_failures if now - t < 60] + [now]
+        A third failure within a minute ends the call instead."""
         old, self._session = self._session, None
         if old is None or not self.in_call:
             return
-        if len(self._stt_failures) > 2:
-            self.send_error(f"speech recognition failed: {reason}", "stt_error")
-            await self.end_call()
-            return
-        log.warning("STT session of %s died (%s); re-creating it", self.id, reason)
-        self._pending_audio, self._pending_bytes = [], 0
+        self._pending_audio, self._pending_bytes = [], 0  # audio arriving meanwhile waits here
         try:
             await old.close()
         except Exception:  # noqa: BLE001 - it is already broken
             pass
-        try:
-            session = await self._open_session()
-        except Exception as exc:  # noqa: BLE001
-            self._pending_audio = None
-            self.send_error(f"speech recognition failed: {type(exc).__name__}", "stt_error")
-            await self.end_call()
-            return
+        while True:
+            now = time.monotonic()
+            self._stt_failures = [t for t in self._stt_failures if now - t < 60] + [now]
+            if len(self._stt_failures) > 2:
+                self._pending_audio = None
+                self.send_error(f"speech recognition failed: {reason}", "stt_error")
+                await self.end_call()
+                return
+            log.warning("STT session of %s died (%s); re-creating it", self.id, reason)
+            self._open_error = None
+            try:
+                session = await self._open_session()
+            except Exception as exc:  # noqa: BLE001
+                reason = type(exc).__name__
+                continue
+            if self._open_error is None:
+                break
+            reason = self._open_error  # it died while opening
+            await _close_quietly(session)
         if not self.in_call:
-            await session.close()
+            await _close_quietly(session)
             return
         replay = bytes(self._since_final) + b"".join(self._pending_audio or [])
         self._pending_audio = None
@@ -382,7 +391,9 @@ class Call:
         elif isinstance(event, TurnResumed):
             self._drop_speculative()
         elif isinstance(event, TranscriberError):
-            if event.fatal:
+            if event.fatal and self._session is None:
+                self._open_error = event.message  # while (re)opening: the opener counts it
+            elif event.fatal:
                 self._spawn(self._recover_stt(event.message))
             else:
                 self.send_error(f"speech recognition: {event.message}", "stt_error")
@@ -484,3 +495,10 @@ def _same_words(a: str, b: str) -> bool:
         return "".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in text).split()
 
     return words(a) == words(b)
+
+
+async def _close_quietly(session: TranscriberSession) -> None:
+    try:
+        await session.close()
+    except Exception:  # noqa: BLE001 - closing a broken session must not fail the call
+        log.debug("closing a broken STT session failed", exc_info=True)

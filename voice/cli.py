@@ -63,15 +63,20 @@ def serve(args: argparse.Namespace) -> int:
         except ProviderConfigError as exc:
             print(f"voice serve: {exc}", file=sys.stderr)
             return 2
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("voice").warning(
-            "listening on %s without authorization: anyone who can reach it can open calls and read history",
-            args.host,
-        )
+    voice_server = getattr(getattr(app, "state", None), "voice", None)
+    if voice_server is not None and voice_server.gate.authorize is None:
+        if args.host in ("127.0.0.1", "localhost", "::1"):
+            print("voice: no authorization configured (fine for a local demo; see docs/security.md)", flush=True)
+        else:
+            logging.getLogger("voice").warning(
+                "\n%s\nLISTENING ON %s WITHOUT AUTHORIZATION: anyone who can reach it can open calls and read "
+                "every conversation. Set VOICE_API_TOKEN or VOICE_TOKEN_SECRET (docs/security.md).\n%s",
+                "!" * 78, args.host, "!" * 78,
+            )
     print(f"voice: serving on http://{args.host}:{args.port}  (agents at ws://{args.host}:{args.port}/agents/…)",
           flush=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_max_size=1 << 20)
-    DrainingServer(config, getattr(getattr(app, "state", None), "voice", None)).run()
+    DrainingServer(config, voice_server).run()
     return 0
 
 

@@ -19,6 +19,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -124,7 +125,7 @@ class AgentAudioTrack(MediaStreamTrack):
     """The agent's voice as a WebRTC audio track: 20 ms s16 mono 48 kHz frames in real time."""
 
     kind = "audio"
-    live: weakref.WeakSet[AgentAudioTrack] = weakref.WeakSet()  # tracks not yet stopped (leak checks)
+    live: ClassVar[weakref.WeakSet[AgentAudioTrack]] = weakref.WeakSet()  # tracks not yet stopped (leak checks)
 
     def __init__(self, output: WebRTCOutput, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()

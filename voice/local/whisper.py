@@ -122,6 +122,8 @@ class _Runtime:
             os.path.join(get_assets_path(), "silero_vad_v6.onnx"), providers=["CPUExecutionProvider"], sess_options=opts
         )
         self.scheduler = PriorityScheduler(self.slots)
+        state = np.zeros((1, 1, 128), np.float32)  # first ONNX run is slow: not on a call's event loop
+        self.silero.run(None, {"input": np.zeros((1, CHUNK + 64), np.float32), "h": state, "c": state})
 
     def tokenizer(self, language: str) -> Any:
         tok = self._tokenizers.get(language)
@@ -281,7 +283,6 @@ class WhisperSession(TranscriberSession):
         self._pos = 0
         self._speaking = False
         self._onset = 0  # consecutive speech chunks while idle
-        self._hold = False  # the end of the turn is held back a chunk (see _process)
         self._preroll: deque[bytes] = deque(maxlen=round((settings.preroll_ms + settings.start_speech_ms) / CHUNK_MS) + 1)
         self._utt: _Utterance | None = None
         self._finals: deque[tuple[_Utterance, asyncio.Future]] = deque()  # emitted in utterance order
@@ -348,8 +349,8 @@ class WhisperSession(TranscriberSession):
                 utt.early = self._submit(EARLY, bytes(utt.audio), None)
             # Sound that Silero is not yet sure about may be speech resuming (its onset lags a chunk or two):
             # give it one more chunk before ending the turn, so a 350 ms pause is never cut.
-            self._hold = loud.size > 0 and prob >= 0.2 and silence_ms < s.end_silence_ms + CHUNK_MS
-            if silence_ms >= s.end_silence_ms and not self._hold:
+            hold = loud.size > 0 and prob >= 0.2 and silence_ms < s.end_silence_ms + CHUNK_MS
+            if silence_ms >= s.end_silence_ms and not hold:
                 self._end_utterance()
                 return
         if len(utt.audio) >= s.max_utterance_s * RATE * 2:

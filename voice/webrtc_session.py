@@ -1,0 +1,233 @@
+"""One WebRTC peer connection (see :mod:`voice.transport_webrtc`): its :class:`~voice.call.Call`, the agent's
+track, the ``voice`` data channel, the reader and watchdog tasks, and a teardown that leaves nothing behind.
+Needs aiortc; imported when the first offer arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from . import protocol
+from .call import Call, Peer
+from .transport_webrtc import OfferError
+from .webrtc_media import AgentAudioTrack, WebRTCOutput, read_track
+
+if TYPE_CHECKING:
+    from .agent import BaseAgent
+    from .transport_webrtc import WebRTCGateway
+
+log = logging.getLogger("voice.webrtc")
+
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # a client that does not read its data channel is dropped past this
+MAX_PENDING_MESSAGES = 256  # messages queued before the data channel opens
+CHANNEL_LABEL = "voice"
+
+
+class WebRTCPeer(Peer):
+    """JSON over the ``voice`` data channel (queued until it opens); audio through :class:`WebRTCOutput`."""
+
+    def __init__(self, session: WebRTCSession, output: WebRTCOutput) -> None:
+        self.session = session
+        self.output = output
+        self.channel: Any = None
+        self.closed = False
+        self._pending: list[str] = []
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if message.get("type") == "audio_config":
+            message = {**message, "transport": "webrtc"}
+        text = json.dumps(message)
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            if len(self._pending) < MAX_PENDING_MESSAGES:
+                self._pending.append(text)
+            return
+        if channel.bufferedAmount > MAX_BUFFERED_BYTES:
+            log.warning("closing a WebRTC client that does not read its data channel")
+            self.session.close_soon(protocol.CLOSE_POLICY, "not reading")
+            return
+        channel.send(text)
+
+    def attach_channel(self, channel: Any) -> None:
+        self.channel = channel
+        pending, self._pending = self._pending, []
+        for text in pending:
+            channel.send(text)
+
+    async def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "") -> None:
+        await self.session.close(code, reason)
+
+
+class WebRTCSession:
+    """One peer connection: its Call, tracks, data channel and background tasks, and their teardown."""
+
+    def __init__(self, gateway: WebRTCGateway, agent: BaseAgent, query: dict[str, str], auto_start: bool) -> None:
+        self.gateway = gateway
+        self.agent = agent
+        self.auto_start = auto_start
+        self.created = time.monotonic()
+        self.connected = False
+        self.last_media: float | None = None  # monotonic time of the last incoming audio frame
+        ice = [RTCIceServer(**server) for server in gateway.options.ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice or None))
+        self.output = WebRTCOutput()
+        self.track: AgentAudioTrack = AgentAudioTrack(self.output)
+        self.peer = WebRTCPeer(self, self.output)
+        self.call = Call(agent, self.peer, gateway.runtime.settings, query=query, call_id=query.get("_pk"))
+        self.reason = ""
+        self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task] = set()
+        self._reader: asyncio.Task | None = None
+        self._close_task: asyncio.Task | None = None
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    # --- negotiation --------------------------------------------------------------------------------------------
+
+    async def answer(self, sdp: str) -> str:
+        """Apply the offer, add the agent's track, gather candidates; the answer SDP. Raises OfferError."""
+        if "m=audio" not in sdp and "m=application" not in sdp:
+            raise OfferError("the offer has no audio track and no data channel")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, InvalidStateError, KeyError, ...
+            raise OfferError(f"the offer could not be applied: {type(exc).__name__}: {exc}"[:300]) from None
+        transceivers = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not transceivers and self.pc.sctp is None:
+            raise OfferError("the offer has no audio track and no data channel")
+        if transceivers:
+            self.pc.addTrack(self.track)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:  # noqa: BLE001 - e.g. no codec in common
+            raise OfferError(f"no answer to this offer: {type(exc).__name__}: {exc}"[:300]) from None
+        if transceivers and transceivers[0].currentDirection in ("sendrecv", "sendonly"):
+            self.output.attach()
+        else:
+            self.track.stop()  # the client receives no audio from us: writes play instantly
+        self.call.send(protocol.welcome())  # both leave when the data channel opens
+        self.call.send(protocol.status("idle"))
+        self._spawn(self._watchdog())
+        self._spawn(self._consume())
+        return self.pc.localDescription.sdp
+
+    # --- events -------------------------------------------------------------------------------------------------
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind != "audio" or self._reader is not None:
+            return
+        self._reader = self._spawn(read_track(track, self.call.handle_audio, self._on_media))
+
+    def _on_media(self) -> None:
+        self.last_media = time.monotonic()
+
+    def _on_datachannel(self, channel: Any) -> None:
+        if channel.label != CHANNEL_LABEL or self.peer.channel is not None:
+            log.info("ignoring data channel %.40r", channel.label)
+            return
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if isinstance(message, str):
+                self._inbox.put_nowait(message)
+            else:
+                self.call.send_error("binary data channel messages are not accepted; audio goes on the track",
+                                     "bad_message")
+
+        @channel.on("close")
+        def on_close() -> None:
+            self.close_soon(None, "data channel closed")
+
+        def opened() -> None:
+            self.peer.attach_channel(channel)
+            if self.auto_start:
+                self._inbox.put_nowait(json.dumps({"type": "start_call"}))
+
+        if channel.readyState == "open":
+            opened()
+        else:
+            channel.once("open", opened)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self.connected = True
+        elif state in ("failed", "closed"):
+            self.close_soon(None, f"connection {state}")
+
+    # --- background tasks ---------------------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        """Client messages, strictly in order (as the WebSocket reads them)."""
+        while (text := await self._inbox.get()) is not None:
+            try:
+                await self.call.handle_text(text)
+            except Exception:
+                log.exception("message handling failed on %s", self.call.id)
+
+    async def _watchdog(self) -> None:
+        options = self.gateway.options
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            if not self.connected and now - self.created > options.connect_timeout:
+                self.close_soon(None, "no connection")
+                return
+            if self.last_media is not None and now - self.last_media > options.media_timeout:
+                self.close_soon(None, "no audio from the peer")
+                return
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- teardown -----------------------------------------------------------------------------------------------
+
+    def close_soon(self, code: int | None, reason: str) -> asyncio.Task:
+        """Start the teardown (once); ``code``: tell the client first with a ``close`` message."""
+        if self._close_task is None:
+            self._close_task = asyncio.create_task(self._teardown(code, reason))
+            self.gateway._closing.add(self._close_task)
+            self._close_task.add_done_callback(self.gateway._closing.discard)
+        return self._close_task
+
+    async def close(self, code: int | None = protocol.CLOSE_NORMAL, reason: str = "") -> None:
+        await asyncio.shield(self.close_soon(code, reason))
+
+    async def _teardown(self, code: int | None, reason: str) -> None:
+        self.reason = reason
+        log.info("WebRTC %s closing: %s", self.call.id, reason)
+        channel = self.peer.channel
+        try:
+            if code is not None and channel is not None and channel.readyState == "open":
+                channel.send(json.dumps({"type": "close", "code": code, "reason": reason}))
+                deadline = time.monotonic() + self.gateway.options.close_grace
+                while channel.bufferedAmount and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.05)  # SCTP hands it to DTLS asynchronously
+            self.peer.closed = True
+            self.output.detach()  # ends any wait for playout
+            self.track.stop()
+            await self.call.close()
+            current = asyncio.current_task()
+            self._inbox.put_nowait(None)
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+            await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+            await self.pc.close()
+        except Exception:
+            log.exception("WebRTC teardown of %s failed", self.call.id)
+        finally:
+            self.gateway._release(self)
