@@ -18,17 +18,9 @@ from . import protocol
 from .agent import BaseAgent, VoiceAgent, VoiceInputAgent, maybe_await
 from .config import Settings
 from .limits import TokenBucket
+from .speech_input import SpeechInput
 from .playback import AudioOutput
-from .providers.base import (
-    EagerFinal,
-    Final,
-    Interim,
-    SpeechStarted,
-    TranscriberError,
-    TranscriberOptions,
-    TranscriberSession,
-    TurnResumed,
-)
+from .providers.base import EagerFinal, Final, Interim, SpeechStarted, TranscriberError, TurnResumed
 from .turn import CURRENT_TURN, Turn, TurnMetrics
 from .vad import VADConfig, VoiceActivityDetector
 
@@ -78,16 +70,9 @@ class Call:
         self.turn: Turn | None = None
         self._speculative: Turn | None = None  # started on an eager end of turn, not yet committed
         self.tts = agent.get_tts() if isinstance(agent, VoiceAgent) else None
-        self._session: TranscriberSession | None = None
-        self._transcriber = None
-        self._since_final = bytearray()  # audio since the last final: replayed into a re-created STT session
-        self._stt_failures: list[float] = []
-        self._open_error: str | None = None  # a fatal STT error while a session was being opened
-        self._pending_audio: list[bytes] | None = None  # audio that arrives while the STT session starts
-        self._pending_bytes = 0
+        self.speech: SpeechInput | None = None  # the STT side, while a call is starting or on
         self._vad: VoiceActivityDetector | None = None  # our own barge-in VAD, for STT without speech events
         self._tasks: set[asyncio.Task] = set()
-        self._replay_limit = int(settings.preconnect_audio_seconds * 32000)
         self._messages = TokenBucket(settings.messages_per_second, settings.message_burst)
         self._audio = TokenBucket(settings.audio_realtime_factor, settings.audio_burst_seconds)
         self._refused = 0
@@ -164,14 +149,15 @@ class Call:
             await self.text_message(message.text or "")
         elif kind == "playback_ack":
             self.peer.on_playback_ack(message.played_samples or 0)
-        elif kind == "end_of_speech" and self._session is not None:
-            self._spawn(self._session.commit())
+        elif kind == "end_of_speech" and self.speech is not None:
+            self._spawn(self.speech.commit())
         # hello, start_of_speech: nothing to do (welcome is sent on connect; turn detection is the STT's)
 
     def handle_audio(self, pcm: bytes) -> None:
         """One binary frame: 16 kHz mono int16 PCM. Called for every frame, so it stays cheap."""
         self.last_activity = time.monotonic()
-        if not self.in_call and self._pending_audio is None:
+        speech = self.speech
+        if speech is None:
             return  # audio outside a call is ignored, as in @cloudflare/voice
         size = len(pcm)
         if size > self.settings.max_frame_bytes:
@@ -183,20 +169,7 @@ class Call:
         if not self._audio.take(size / 32000):
             self._spawn(self._refuse("audio arrives faster than real time allows; dropped", "rate_limited"))
             return
-        session = self._session
-        if session is None:
-            if self._pending_audio is not None and self._pending_bytes < self.settings.preconnect_audio_seconds * 32000:
-                self._pending_audio.append(pcm)
-                self._pending_bytes += size
-            return
-        buffer = self._since_final  # kept before feeding: a final raised by this very frame clears it
-        buffer += pcm
-        if len(buffer) > self._replay_limit * 1.25:
-            del buffer[: len(buffer) - self._replay_limit]
-        try:
-            session.feed(pcm)
-        except Exception as exc:  # noqa: BLE001 - a broken session is replaced, not fatal to the call
-            self._on_stt_event(TranscriberError(f"{type(exc).__name__}", fatal=True))
+        speech.feed(pcm)
         if self._vad is not None:
             self._barge_in_vad(pcm)
 
@@ -215,87 +188,41 @@ class Call:
     # --- call lifecycle -------------------------------------------------------------------------------------
 
     async def start_call(self) -> None:
-        if self.in_call or self.closed or self._pending_audio is not None:
+        if self.in_call or self.closed or self.speech is not None:
             return
         agent = self.agent
-        self._pending_audio, self._pending_bytes = [], 0
+        # audio that follows start_call is buffered while the call is approved and the STT session opens
+        speech = self.speech = SpeechInput(self._on_stt_event, self._stt_gave_up, self.settings.preconnect_audio_seconds)
         if not await maybe_await(agent.before_call_start(self)):
-            self._pending_audio = None
+            self.speech = None
             self.send_error("the call was rejected", "call_rejected")
             self.send(protocol.status("idle"))
             return
         self.in_call = True
         self.send({"type": "audio_config", "format": "pcm16", "sampleRate": self.output.sample_rate})
         try:
-            transcriber = self._transcriber = agent.create_transcriber(self)
-            self._open_error = None
-            session = await self._open_session()
+            transcriber = agent.create_transcriber(self)
+            await speech.open(transcriber)
         except Exception as exc:  # noqa: BLE001 - any provider failure ends the call attempt cleanly
             log.warning("STT failed to start on %s: %s", self.id, exc)
             self.in_call = False
-            self._pending_audio = None
+            self.speech = None
+            await speech.close()
             self.send_error(f"speech recognition failed to start: {type(exc).__name__}", "stt_failed")
             self.send(protocol.status("idle"))
             self.status = "idle"
             return
         if not self.in_call:  # ended while the session was starting
-            await session.close()
             return
-        self._session = session
-        pending, self._pending_audio = self._pending_audio or [], None
-        for pcm in pending:
-            session.feed(pcm)
-        if self._open_error is not None:
-            self._spawn(self._recover_stt(self._open_error))
         if not transcriber.emits_speech_start and isinstance(agent, VoiceAgent):
             self._vad = VoiceActivityDetector(VADConfig(start_ms=100))
         self.call_started_at = time.monotonic()
         self.set_status("listening")
         await maybe_await(agent.on_call_start(self))
 
-    async def _open_session(self) -> TranscriberSession:
-        session = await self._transcriber.create_session(TranscriberOptions(on_event=self._on_stt_event))
-        await session.wait_until_ready()
-        return session
-
-    async def _recover_stt(self, reason: str) -> None:
-        """The STT session died: open a new one and replay the audio since the last final, so no speech is lost.
-        A third failure within a minute ends the call instead."""
-        old, self._session = self._session, None
-        if old is None or not self.in_call:
-            return
-        self._pending_audio, self._pending_bytes = [], 0  # audio arriving meanwhile waits here
-        try:
-            await old.close()
-        except Exception:  # noqa: BLE001 - it is already broken
-            pass
-        while True:
-            now = time.monotonic()
-            self._stt_failures = [t for t in self._stt_failures if now - t < 60] + [now]
-            if len(self._stt_failures) > 2:
-                self._pending_audio = None
-                self.send_error(f"speech recognition failed: {reason}", "stt_error")
-                await self.end_call()
-                return
-            log.warning("STT session of %s died (%s); re-creating it", self.id, reason)
-            self._open_error = None
-            try:
-                session = await self._open_session()
-            except Exception as exc:  # noqa: BLE001
-                reason = type(exc).__name__
-                continue
-            if self._open_error is None:
-                break
-            reason = self._open_error  # it died while opening
-            await _close_quietly(session)
-        if not self.in_call:
-            await _close_quietly(session)
-            return
-        replay = bytes(self._since_final) + b"".join(self._pending_audio or [])
-        self._pending_audio = None
-        for offset in range(0, len(replay), 3200):
-            session.feed(replay[offset : offset + 3200])
-        self._session = session
+    async def _stt_gave_up(self, reason: str) -> None:
+        self.send_error(f"speech recognition failed: {reason}", "stt_error")
+        await self.end_call()
 
     async def end_call(self, notify: bool = True) -> None:
         if not self.in_call:
@@ -304,13 +231,9 @@ class Call:
         self._drop_speculative()
         if self.turn is not None:
             await self.interrupt(notify_client=False, hook=False)
-        session, self._session = self._session, None
-        self._pending_audio = None
-        if session is not None:
-            try:
-                await session.close()
-            except Exception:  # noqa: BLE001
-                log.exception("closing the STT session of %s failed", self.id)
+        speech, self.speech = self.speech, None
+        if speech is not None:
+            await speech.close()
         if notify:
             self.set_status("idle")
         else:
@@ -384,19 +307,15 @@ class Call:
             if self._can_barge_in():
                 self._spawn(self.interrupt())
         elif isinstance(event, Final):
-            self._since_final.clear()
+            if self.speech is not None:
+                self.speech.final_seen()
             self._spawn(self._final(event))
         elif isinstance(event, EagerFinal):
             self._spawn(self._eager_final(event))
         elif isinstance(event, TurnResumed):
             self._drop_speculative()
-        elif isinstance(event, TranscriberError):
-            if event.fatal and self._session is None:
-                self._open_error = event.message  # while (re)opening: the opener counts it
-            elif event.fatal:
-                self._spawn(self._recover_stt(event.message))
-            else:
-                self.send_error(f"speech recognition: {event.message}", "stt_error")
+        elif isinstance(event, TranscriberError):  # fatal ones are handled by SpeechInput
+            self.send_error(f"speech recognition: {event.message}", "stt_error")
 
     async def _final(self, event: Final) -> None:
         metrics = TurnMetrics(speech_ended_at=event.speech_ended_at or time.monotonic(), final_at=time.monotonic())
@@ -496,9 +415,3 @@ def _same_words(a: str, b: str) -> bool:
 
     return words(a) == words(b)
 
-
-async def _close_quietly(session: TranscriberSession) -> None:
-    try:
-        await session.close()
-    except Exception:  # noqa: BLE001 - closing a broken session must not fail the call
-        log.debug("closing a broken STT session failed", exc_info=True)
