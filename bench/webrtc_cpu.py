@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -52,7 +53,7 @@ def speech_like(seconds: float, rate: int, seed: int = 0) -> bytes:
 # --- the server (subprocess) ------------------------------------------------------------------------------------
 
 
-def serve(port: int) -> None:
+def serve(port: int, db: str) -> None:
     import uvicorn
     from fastapi import FastAPI
 
@@ -74,7 +75,6 @@ def serve(port: int) -> None:
             return AudioChunk(speech_like(len(text) * self.seconds_per_char, rate, seed=len(text)), rate)
 
     stt = FakeTranscriber()
-    db = f"/tmp/webrtc-bench-{os.getpid()}.db"
     app: FastAPI = create_app({"assistant": Talker}, transcriber=stt, tts=SpeechLikeTTS(24_000, 0.045), db_path=db)
     mount_webrtc(app, max_peers=1000)
     gateway = app.state.voice.webrtc
@@ -90,8 +90,6 @@ def serve(port: int) -> None:
         }
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-    if os.path.exists(db):
-        os.remove(db)
 
 
 # --- the load (this process) ------------------------------------------------------------------------------------
@@ -270,19 +268,21 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8791)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "webrtc_cpu.md"))
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve(args.port)
+        serve(args.port, args.db)
         return 0
     os.sched_setaffinity(0, {1 % os.cpu_count()})
     command = "python bench/webrtc_cpu.py " + " ".join(sys.argv[1:])
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.abspath(__file__), "--serve",
-                               "--port", str(args.port)])
-    try:
-        rows = asyncio.run(run(args, server))
-    finally:
-        server.terminate()
-        server.wait()
+    with tempfile.TemporaryDirectory(prefix="webrtc-bench-") as tmp:
+        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.abspath(__file__), "--serve",
+                                   "--port", str(args.port), "--db", os.path.join(tmp, "voice.db")])
+        try:
+            rows = asyncio.run(run(args, server))
+        finally:
+            server.terminate()
+            server.wait()
     text = report(rows, command.strip(), args)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

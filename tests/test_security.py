@@ -205,3 +205,15 @@ async def test_a_dead_stt_session_is_recreated_with_the_speech_since_the_last_fi
         assert (await c.wait_for("transcript_end", after=mark))["text"] == "You said: after."
         assert [m["content"] for m in await history(srv, "echo", "stt") if m["role"] == "user"] == ["before", "after"]
         await c.close()
+
+
+async def test_webrtc_signaling_goes_through_the_same_gate(tmp_path):
+    async with LiveServer(app(tmp_path, authorize=bearer_token("s3cret"))) as srv:
+        url = f"{srv.http}/agents/echo/w/webrtc"
+        offer = {"sdp": "v=0", "type": "offer"}
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(url, json=offer)).status_code == 401  # refused before the SDP is looked at
+            r = await http.post(url, json=offer, params={"token": "s3cret"}, headers={"Origin": "http://evil.example"})
+            assert r.status_code == 403
+            r = await http.post(url, json=offer, params={"token": "s3cret"})
+            assert r.status_code == 400  # admitted; then the bogus SDP is refused

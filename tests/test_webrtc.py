@@ -53,7 +53,7 @@ def loopback_ice():
 async def server(tmp_path_factory):
     db = str(tmp_path_factory.mktemp("webrtc") / "voice.db")
     # the web client is served too: its static mount at "/" must not shadow the WebRTC routes mounted after it
-    app = create_app(AGENTS, transcriber=STT, tts=TTS, db_path=db, static_dir=ROOT / "web_client")
+    app = create_app(AGENTS, transcriber=STT, tts=TTS, db_path=db, static_dir=ROOT / "web_client", webrtc=False)
     assert mount_webrtc(app, max_peers=8)
     async with LiveServer(app) as live:
         live.voice = app.state.voice
@@ -272,7 +272,7 @@ async def test_http_errors(server, tmp_path):
     assert not gateway(server).sessions and ("assistant", "errors") not in server.voice.runtime._instances
 
     # over the limit: a second app allowing one peer (fake providers: no models needed)
-    app = create_app(AGENTS, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "v.db"))
+    app = create_app(AGENTS, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "v.db"), webrtc=False)
     mount_webrtc(app, max_peers=1)
     async with LiveServer(app) as small:
         first = await WebRTCTestPeer(small.http, "assistant", "a").connect()
@@ -301,7 +301,7 @@ async def test_without_aiortc(monkeypatch, tmp_path):
     import voice.transport_webrtc as transport
 
     monkeypatch.setattr(transport, "aiortc_available", lambda: False)
-    app = create_app(AGENTS, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "v.db"))
+    app = create_app(AGENTS, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "v.db"), webrtc=False)
     assert mount_webrtc(app) is False
     async with LiveServer(app) as srv, httpx.AsyncClient() as http:
         r = await http.post(f"{srv.http}/agents/assistant/x/webrtc", json={"sdp": "v=0", "type": "offer"})

@@ -82,11 +82,22 @@ class PlaybackClock:
 
 @dataclass
 class Segment:
-    """One sentence of a reply and where its audio lies on the output timeline."""
+    """One sentence of a reply and where its audio lies on the output timeline. While its audio is still being
+    written (``complete`` False), ``expected`` estimates its full length."""
 
     text: str
     start: int
     end: int
+    expected: int = 0
+    complete: bool = True
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start if self.complete else max(self.end - self.start, self.expected)
+
+
+#: speaking rate used to guess the length of a sentence whose audio is not all written yet
+SECONDS_PER_CHARACTER = 0.06
 
 
 class HeardText:
@@ -99,19 +110,26 @@ class HeardText:
         if end > start:
             self.segments.append(Segment(text, start, end))
 
+    def begin(self, text: str, start: int, sample_rate: int) -> Segment:
+        """A sentence whose audio starts at ``start``; extend ``end`` as audio is written, then mark it complete."""
+        segment = Segment(text, start, start, int(len(text) * SECONDS_PER_CHARACTER * sample_rate), complete=False)
+        self.segments.append(segment)
+        return segment
+
     def heard(self, position: int) -> str:
         """Whole sentences heard, plus the words of a partly heard one in proportion to the audio played."""
         parts: list[str] = []
         for seg in self.segments:
-            if position >= seg.end:
+            if seg.end <= seg.start:
+                continue
+            if seg.complete and position >= seg.end:
                 parts.append(seg.text)
-            elif position > seg.start:
+                continue
+            if position > seg.start:
                 words = seg.text.split()
-                share = (position - seg.start) / (seg.end - seg.start)
-                count = int(len(words) * share)
+                share = min(position, seg.end) - seg.start
+                count = int(len(words) * share / seg.length)
                 if count:
                     parts.append(" ".join(words[:count]))
-                break
-            else:
-                break
+            break
         return " ".join(parts)

@@ -20,6 +20,7 @@ from .config import Settings
 from .gate import Gate, Refusal
 from .providers.base import Transcriber, TTSProvider
 from .runtime import Runtime
+from .transport_webrtc import mount_webrtc
 from .transport_ws import serve_websocket
 
 log = logging.getLogger("voice")
@@ -123,6 +124,7 @@ def create_app(
     settings: Settings | None = None,
     authorize: Authorizer | None = None,
     static_dir: str | Path | None = None,
+    webrtc: bool = True,
     warm_up: bool = True,
     **overrides,
 ) -> FastAPI:
@@ -131,12 +133,15 @@ def create_app(
     ``transcriber``/``tts`` are the defaults for agents that do not set their own (None: the offline Whisper and
     Piper providers, or those named by ``VOICE_STT``/``VOICE_TTS``). ``authorize(conn, agent, instance)`` guards
     every entry point (see :mod:`voice.auth`). Keyword ``overrides`` set :class:`Settings` fields
-    (e.g. ``db_path=...``). ``static_dir`` is served at ``/``.
+    (e.g. ``db_path=...``). ``static_dir`` is served at ``/``. ``webrtc``: mount the WebRTC signaling route with
+    its environment defaults (call :func:`voice.transport_webrtc.mount_webrtc` yourself for other options).
     """
     server = VoiceServer(
         agents, transcriber=transcriber, tts=tts, settings=settings, authorize=authorize, warm_up=warm_up, **overrides
     )
     app = FastAPI(title="voice", lifespan=server.lifespan)
+    if webrtc:
+        mount_webrtc(server)  # aiortc is imported lazily; without it the route answers 501
     app.include_router(server.router)
     app.state.voice = server
     if static_dir is not None:

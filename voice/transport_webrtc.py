@@ -49,6 +49,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from . import protocol
+from .gate import Refusal
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -133,7 +134,9 @@ class WebRTCGateway:
     def peer_count(self) -> int:
         return len(self.sessions) + self._reserved
 
-    async def handle_offer(self, agent_name: str, instance: str, body: bytes, query: dict[str, str]) -> dict:
+    async def handle_offer(
+        self, agent_name: str, instance: str, body: bytes, query: dict[str, str], principal: Any = None
+    ) -> dict:
         """The answer for one offer, or HTTPException 400/404/503."""
         sdp, auto_start = parse_offer(body)
         if self.runtime.resolve(agent_name) is None:
@@ -150,7 +153,7 @@ class WebRTCGateway:
             if agent is None:  # unregistered meanwhile
                 raise HTTPException(404, f"unknown agent {agent_name[:60]!r}")
             try:
-                session = WebRTCSession(self, agent, query, auto_start)
+                session = WebRTCSession(self, agent, query, auto_start, principal)
             except BaseException:
                 self.runtime.release(agent)
                 raise
@@ -259,17 +262,32 @@ def mount_webrtc(
     voice_server.webrtc = gateway  # type: ignore[attr-defined]
     _close_on_stop(voice_server.runtime, gateway)
 
+    gate = voice_server.gate
+
+    async def admit(request: Request, agent: str, instance: str) -> Any:
+        """The same authorization and Origin check as the WebSocket, before any SDP is looked at."""
+        try:
+            return await gate.check(request, agent, instance, browser_origin=True)
+        except Refusal as refusal:
+            raise HTTPException(refusal.status, refusal.message) from None
+
     @routes.post(path)
     async def webrtc_offer(request: Request, agent: str, instance: str) -> dict:
+        principal = await admit(request, agent, instance)
+        if gate.draining:
+            raise HTTPException(503, "server is shutting down")
         body = b""
         async for part in request.stream():
             body += part
             if len(body) > MAX_OFFER_BYTES:
                 raise HTTPException(400, f"offer larger than {MAX_OFFER_BYTES} bytes")
-        return await gateway.handle_offer(agent, instance, body, dict(request.query_params))
+        query = dict(request.query_params)
+        query.pop("token", None)  # a credential, not a parameter for the agent
+        return await gateway.handle_offer(agent, instance, body, query, principal)
 
     @routes.get(path)
-    async def webrtc_config(agent: str, instance: str) -> dict:
+    async def webrtc_config(request: Request, agent: str, instance: str) -> dict:
+        await admit(request, agent, instance)
         if voice_server.runtime.resolve(agent) is None:
             raise HTTPException(404, f"unknown agent {agent[:60]!r}")
         return {"iceServers": list(options.ice_servers)}

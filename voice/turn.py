@@ -321,11 +321,14 @@ class Turn:
                     running.append(_Synthesis(self, text))
                     continue
                 job = running[0]
-                start = self.call.output.written
+                output = self.call.output
+                # recorded as it is written, so an interruption mid-sentence still knows what was heard of it
+                segment = self.heard.begin(job.text, output.written, output.sample_rate)
                 while (chunk := await job.chunks.get()) is not None:
                     await self._send_audio(chunk)
+                    segment.end = output.written
                     top_up()
-                self.heard.add(job.text, start, self.call.output.written)
+                segment.complete = True
                 running.popleft()
         finally:
             for job in running:

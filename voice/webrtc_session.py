@@ -69,7 +69,9 @@ class WebRTCPeer(Peer):
 class WebRTCSession:
     """One peer connection: its Call, tracks, data channel and background tasks, and their teardown."""
 
-    def __init__(self, gateway: WebRTCGateway, agent: BaseAgent, query: dict[str, str], auto_start: bool) -> None:
+    def __init__(
+        self, gateway: WebRTCGateway, agent: BaseAgent, query: dict[str, str], auto_start: bool, principal: Any = None
+    ) -> None:
         self.gateway = gateway
         self.agent = agent
         self.auto_start = auto_start
@@ -81,7 +83,9 @@ class WebRTCSession:
         self.output = WebRTCOutput()
         self.track: AgentAudioTrack = AgentAudioTrack(self.output)
         self.peer = WebRTCPeer(self, self.output)
-        self.call = Call(agent, self.peer, gateway.runtime.settings, query=query, call_id=query.get("_pk"))
+        self.call = Call(
+            agent, self.peer, gateway.runtime.settings, query=query, call_id=query.get("_pk"), principal=principal
+        )
         self.reason = ""
         self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
