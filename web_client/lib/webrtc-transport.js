@@ -83,6 +83,7 @@ export class WebRTCTransport {
     this._closed = true;
     this._closeInfo = null;
     this._disconnectTimer = null;
+    this._rejectOpen = null;
     this.onopen = null;
     this.onmessage = null;
     this.onclose = null;
@@ -141,8 +142,10 @@ export class WebRTCTransport {
       const channel = pc.createDataChannel("voice", { ordered: true });
       this.channel = channel;
       const opened = new Promise((resolve, reject) => {
+        this._rejectOpen = reject; // ICE failure or close() before the channel opens: see _finish
         channel.onopen = () => {
           this._wasOpen = true;
+          this._rejectOpen = null;
           resolve();
           this.onopen?.();
         };
@@ -307,7 +310,11 @@ export class WebRTCTransport {
     if (this._closed) return;
     this._closed = true;
     const wasOpen = this._wasOpen;
+    const rejectOpen = this._rejectOpen;
+    this._rejectOpen = null;
     this._teardown();
+    // not open yet: make a pending connect() fail instead of waiting for a channel that will never open
+    rejectOpen?.(Object.assign(new Error(`WebRTC connection failed: ${info.reason}`), { code: info.code }));
     if (wasOpen) {
       this.onclose?.({ code: info.code, reason: info.reason, wasOpen, willRetry: false, delayMs: 0 });
     }

@@ -102,9 +102,10 @@ test("disconnect stops reconnecting and sends nothing more", () => {
   assert.equal(h.pending().length, 0);
 });
 
-test("transport seam: objects pass through, webrtc is reserved", () => {
+test("transport seam: objects pass through, webrtc is VoiceClient's mode", () => {
   const custom = { connect() {} };
   assert.equal(createTransport(custom, {}), custom);
   assert.ok(createTransport("websocket", { url: "ws://x" }) instanceof WebSocketTransport);
-  assert.throws(() => createTransport("webrtc", {}), /not implemented/);
+  assert.throws(() => createTransport("webrtc", {}), /VoiceClient mode/);
+  assert.throws(() => createTransport("carrier-pigeon", {}), /Unknown transport/);
 });
