@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import protocol
 from .agent import TurnContext, VoiceAgent, maybe_await
 from .audio import AudioChunk, StreamResampler
 from .chunker import SentenceChunker
@@ -80,42 +81,6 @@ async def as_text_stream(result) -> AsyncIterator[str]:
             yield str(piece)
 
 
-class Prefetch:
-    """Reads an async iterator into memory from now on, and replays it when iterated."""
-
-    def __init__(self, source: AsyncIterator[str]) -> None:
-        self._queue: asyncio.Queue[tuple[str | None, BaseException | None]] = asyncio.Queue()
-        self._task = asyncio.create_task(self._fill(source))
-
-    async def _fill(self, source: AsyncIterator[str]) -> None:
-        try:
-            async for piece in source:
-                self._queue.put_nowait((piece, None))
-            self._queue.put_nowait((None, None))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - re-raised to the reader
-            self._queue.put_nowait((None, exc))
-
-    def __aiter__(self) -> Prefetch:
-        return self
-
-    async def __anext__(self) -> str:
-        try:
-            piece, exc = await self._queue.get()
-        except asyncio.CancelledError:
-            self._task.cancel()
-            raise
-        if exc is not None:
-            raise exc
-        if piece is None:
-            raise StopAsyncIteration
-        return piece
-
-    def cancel(self) -> None:
-        self._task.cancel()
-
-
 class _Synthesis:
     """One sentence being synthesized; its audio is read in order by the speaker loop."""
 
@@ -155,9 +120,10 @@ class Turn:
         self.finished = False  # the reply was complete and saved
         self.task: asyncio.Task | None = None
         self._saved = False
-        # a speculative turn runs on_turn at once but sends nothing until commit() (or is cancelled silently)
+        # a speculative turn runs on_turn and synthesizes at once, but sends nothing until commit() (or is
+        # cancelled silently): messages wait in _held, audio waits on the gate
         self.gate: asyncio.Event | None = asyncio.Event() if speculative else None
-        self._prefetch: Prefetch | None = None
+        self._held: list[dict] = []
         # "history before this turn": taken now, before the call stores the user's message
         self.history = self.agent.recent_messages() if fixed_text is None else []
 
@@ -172,11 +138,12 @@ class Turn:
         self.metrics.final_at = final_at
         if self.gate is not None:
             self.gate.set()
+            held, self._held = self._held, []
+            for message in held:
+                self._send(message)
 
     def cancel(self) -> None:
         self.cancelled.set()
-        if self._prefetch is not None:
-            self._prefetch.cancel()
         if self.task and not self.task.done():
             self.task.cancel()
 
@@ -200,11 +167,8 @@ class Turn:
         CURRENT_TURN.set(self)
         try:
             stream = self._open_stream()
-            if self.gate is not None:
-                stream = self._prefetch = Prefetch(stream)  # the LLM starts now; nothing leaves before the commit
-                await self.gate.wait()
             if self.fixed_text is None:
-                call.set_status("thinking")
+                self._send(protocol.status("thinking"))
             sentences: asyncio.Queue[str | None] = asyncio.Queue()
             speaker = asyncio.create_task(self._speak_loop(sentences)) if self.speak else None
             try:
@@ -215,6 +179,8 @@ class Turn:
                 if speaker and not speaker.done():
                     speaker.cancel()
                     await asyncio.gather(speaker, return_exceptions=True)
+            if self.gate is not None:
+                await self.gate.wait()  # a text-only or silent reply still waits for its commit
             await call.output.drain()
             self.metrics.ended_at = time.monotonic()
             if self.fixed_text is None and self.source == "voice":
@@ -255,16 +221,16 @@ class Turn:
                 self.metrics.first_text_at = time.monotonic()
             if not started and piece.strip():
                 started = True
-                self.call.send({"type": "transcript_start", "role": "assistant"})
+                self._send({"type": "transcript_start", "role": "assistant"})
             self.text += piece
             if started and self.fixed_text is None:
-                self.call.send({"type": "transcript_delta", "text": piece})
+                self._send({"type": "transcript_delta", "text": piece})
             if self.speak:
                 for sentence in chunker.push(piece):
                     self._queue_sentence(sentences, sentence)
         self.metrics.text_done_at = time.monotonic()
         if started:
-            self.call.send({"type": "transcript_end", "text": self.text})
+            self._send({"type": "transcript_end", "text": self.text})
         if self.speak:
             for sentence in chunker.flush():
                 self._queue_sentence(sentences, sentence)
@@ -372,7 +338,18 @@ class Turn:
         finally:
             job.chunks.put_nowait(None)
 
+    def _send(self, message: dict) -> None:
+        """To the client, or held until the commit of a speculative turn."""
+        if self.gate is not None and not self.gate.is_set():
+            self._held.append(message)
+        elif message["type"] == "status":
+            self.call.set_status(message["status"])
+        else:
+            self.call.send(message)
+
     async def _send_audio(self, chunk: AudioChunk) -> None:
+        if self.gate is not None and not self.gate.is_set():
+            await self.gate.wait()
         if not self.audio_started:
             self.audio_started = True
             self.metrics.first_audio_sent_at = time.monotonic()
