@@ -68,6 +68,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / tick, sum(os.times()[:4])
+
+
 def peak_rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -79,6 +87,7 @@ def peak_rss_mb() -> float:
 async def run_mode(name: str, overrides: dict, questions: list[str]) -> dict:
     stt = WhisperTranscriber(**overrides)
     await stt.warm_up()
+    (busy0, own0), wall0 = cpu_seconds(), time.monotonic()
     latencies, onsets, hyps, interims = [], [], [], 0
     for text in questions:
         speech = piper_speech(text)  # trimmed: starts and ends with voice
@@ -98,7 +107,9 @@ async def run_mode(name: str, overrides: dict, questions: list[str]) -> dict:
         if started_at is not None:
             onsets.append(started_at - speech_start)
         print(f"  [{name}] {1000 * (final_at - speech_end) if final_at else float('nan'):6.0f} ms  {hyps[-1]!r}")
+    (busy1, own1), wall = cpu_seconds(), time.monotonic() - wall0
     return {
+        "others": 100 * max(0.0, (busy1 - busy0) - (own1 - own0)) / wall,  # % of one core used by other processes
         "mode": name,
         "n": len(questions),
         "finals": len(latencies),
@@ -150,19 +161,21 @@ async def main() -> None:
         f"otherwise) took {calibration[0]:.0f} ms before the run and {calibration[1]:.0f} ms after (~350 ms when "
         f"the machine is quiet). Peak RSS (VmHWM) with Whisper + Piper + Silero loaded: **{rss:.0f} MB**.",
         "",
-        "| mode | finals | p50 ms | p90 ms | max ms | WER | SpeechStarted p50 ms | interims/turn |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | finals | p50 ms | p90 ms | max ms | WER | SpeechStarted p50 ms | interims/turn | other procs' CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['mode']} | {r['finals']}/{r['n']} | {r['p50']:.0f} | {r['p90']:.0f} | {r['max']:.0f} "
-            f"| {r['wer']:.3f} | {r['onset']:.0f} | {r['interims']:.1f} |"
+            f"| {r['wer']:.3f} | {r['onset']:.0f} | {r['interims']:.1f} | {r['others']:.0f}% |"
         )
     lines += [
         "",
         "Latency is measured from the last voiced sample of the question (as fed, in real time) to the Final "
         "event; SpeechStarted from the first voiced sample. `early` = default settings (end_silence_ms=450, "
-        "early_transcribe_ms=64); `naive-N` = wait N ms of silence, then transcribe.",
+        "early_transcribe_ms=64); `naive-N` = wait N ms of silence, then transcribe. \"other procs' CPU\" is "
+        "the CPU other processes on the machine used during the mode (% of one core, out of "
+        f"{100 * (os.cpu_count() or 1)}%): the model is CPU-bound, so a busy machine shifts every number.",
         "",
     ]
     report = "\n".join(lines)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 try:
-    from speech import Recorder, clicks, feed, noise, piper_speech, silence, wer
-except ImportError:  # tests/ is a package
     from tests.speech import Recorder, clicks, feed, noise, piper_speech, silence, wer
+except ImportError:  # run from inside tests/
+    from speech import Recorder, clicks, feed, noise, piper_speech, silence, wer
 
 from voice.local import ModelNotFoundError, PiperTTS, WhisperTranscriber
 from voice.local import whisper as local_whisper
