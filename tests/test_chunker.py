@@ -5,7 +5,7 @@ import pytest
 from voice.chunker import ChunkerConfig, SentenceChunker
 
 # Small minimums so the cases exercise boundaries, not merging (merging has its own cases below).
-CFG = ChunkerConfig(min_chars=1, first_min_chars=1, max_chars=400, first_max_chars=400)
+CFG = ChunkerConfig(min_chars=1, first_min_chars=1, max_chars=400, first_max_chars=400, first_clause_chars=0)
 
 CASES = [
     ("Hello there. How are you?", ["Hello there.", "How are you?"]),
@@ -74,7 +74,7 @@ def test_at_least_forty_cases():
 
 
 def test_short_fragments_merge_with_the_next_sentence():
-    cfg = ChunkerConfig(min_chars=20, first_min_chars=20)
+    cfg = ChunkerConfig(min_chars=20, first_min_chars=20, first_clause_chars=0)
     assert run("Hi. Ok. This is a longer sentence. Fine.", cfg, False) == [
         "Hi. Ok. This is a longer sentence.",
         "Fine.",
@@ -82,7 +82,7 @@ def test_short_fragments_merge_with_the_next_sentence():
 
 
 def test_first_chunk_may_be_shorter_than_the_rest():
-    cfg = ChunkerConfig(min_chars=30, first_min_chars=5)
+    cfg = ChunkerConfig(min_chars=30, first_min_chars=5, first_clause_chars=0)
     assert run("Sure. Let me check that. It takes a moment to do.", cfg, True) == [
         "Sure.",
         "Let me check that. It takes a moment to do.",
@@ -90,7 +90,7 @@ def test_first_chunk_may_be_shorter_than_the_rest():
 
 
 def test_run_on_sentence_is_split_at_a_comma_past_the_maximum():
-    cfg = ChunkerConfig(min_chars=5, first_min_chars=5, max_chars=60, first_max_chars=60)
+    cfg = ChunkerConfig(min_chars=5, first_min_chars=5, max_chars=60, first_max_chars=60, first_clause_chars=0)
     text = "this goes on and on without stopping, and it keeps going with more words, and more words still"
     chunks = run(text, cfg, True)
     assert len(chunks) >= 2
@@ -100,7 +100,7 @@ def test_run_on_sentence_is_split_at_a_comma_past_the_maximum():
 
 
 def test_run_on_without_commas_splits_at_a_space():
-    cfg = ChunkerConfig(min_chars=5, first_min_chars=5, max_chars=40, first_max_chars=40)
+    cfg = ChunkerConfig(min_chars=5, first_min_chars=5, max_chars=40, first_max_chars=40, first_clause_chars=0)
     text = "word " * 30
     chunks = run(text, cfg, False)
     assert all(len(c) <= 40 for c in chunks)
@@ -108,7 +108,7 @@ def test_run_on_without_commas_splits_at_a_space():
 
 
 def test_first_chunk_splits_early_at_a_comma_for_faster_audio():
-    cfg = ChunkerConfig(min_chars=10, first_min_chars=5, max_chars=300, first_max_chars=40)
+    cfg = ChunkerConfig(min_chars=10, first_min_chars=5, max_chars=300, first_max_chars=40, first_clause_chars=0)
     text = "Well, considering all that you said, I think the answer is yes, probably. Then more."
     chunks = run(text, cfg, True)
     assert len(chunks[0]) <= 40
@@ -129,3 +129,17 @@ def test_a_pause_in_the_stream_releases_a_finished_sentence_but_not_a_half_one()
     assert chunker.stall() == []
     assert chunker.push("f done. Next") == ["And this is half done."]
     assert chunker.flush() == ["Next"]
+
+
+def test_the_first_chunk_ends_at_an_early_clause_break_to_start_audio_sooner():
+    cfg = ChunkerConfig()  # the defaults
+    assert run("You said: what is the weather like today", cfg, True) == [
+        "You said:",
+        "what is the weather like today",
+    ]
+    assert run("Sure, I can do that. It will take a minute or two to finish.", cfg, True) == [
+        "Sure, I can do that.",  # "Sure," is too short to stand alone
+        "It will take a minute or two to finish.",
+    ]
+    assert run("At 3:45 we meet, ok.", cfg, False) == ["At 3:45 we meet,", "ok."]
+    assert run("It costs 1,000 dollars. Fine.", cfg, False)[0] == "It costs 1,000 dollars."

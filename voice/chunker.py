@@ -32,6 +32,7 @@ class ChunkerConfig:
     first_min_chars: int = 6  # the first chunk may be this short, to start audio sooner
     max_chars: int = 220  # longer run-ons are split at a comma, else a space
     first_max_chars: int = 90  # the first chunk splits at a comma sooner
+    first_clause_chars: int = 8  # the first chunk may end at a clause break (", " "; " ": ") this long; 0: never
 
 
 class SentenceChunker:
@@ -104,6 +105,10 @@ class SentenceChunker:
                     return i + 1
                 i += 1
                 continue
+            if ch in ",;:" and self._emitted == 0 and self.config.first_clause_chars:
+                # a clause break is certain once the space after it is seen ("3:45" and "1,000" have none)
+                if i + 1 < n and buf[i + 1] == " " and len(buf[: i + 1].strip()) >= self.config.first_clause_chars:
+                    return i + 1
             if ch not in TERMINATORS:
                 i += 1
                 continue
@@ -139,7 +144,7 @@ class SentenceChunker:
     @staticmethod
     def _last_undecided(buf: str) -> int:
         k = len(buf)
-        while k > 0 and (buf[k - 1] in TERMINATORS or buf[k - 1] in CLOSERS):
+        while k > 0 and (buf[k - 1] in TERMINATORS or buf[k - 1] in CLOSERS or buf[k - 1] in ",;:"):
             k -= 1
         return k
 

@@ -67,6 +67,7 @@ class EagerFinal:
     """
 
     text: str
+    speech_ended_at: float | None = None
 
 
 @dataclass(frozen=True)
