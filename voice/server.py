@@ -104,7 +104,23 @@ class VoiceServer:
 
         @self.router.get("/healthz")
         async def health() -> dict:
-            return {"ok": True, "agents": sorted(runtime.agents)}
+            return {
+                "ok": not gate.draining,
+                "agents": sorted(runtime.agents),
+                "connections": gate.active,
+                "tasks": len(asyncio.all_tasks()),  # for leak checks (bench/soak.py)
+            }
+
+
+def mount_target(target: VoiceServer | FastAPI, what: str) -> tuple[VoiceServer, APIRouter]:
+    """For add-ons that mount routes (WebRTC, Twilio): the server whose runtime serves the calls, and the router
+    that gets the routes, from a :class:`VoiceServer` or an app made by :func:`create_app`."""
+    if isinstance(target, VoiceServer):
+        return target, target.router
+    server = getattr(getattr(target, "state", None), "voice", None)
+    if isinstance(target, FastAPI) and isinstance(server, VoiceServer):
+        return server, target.router
+    raise TypeError(f"{what} needs a VoiceServer, or an app made by voice.create_app")
 
 
 async def deny(websocket: WebSocket, refusal: Refusal) -> None:

@@ -206,17 +206,6 @@ def parse_offer(body: bytes) -> tuple[str, bool]:
     return sdp, start
 
 
-def _resolve_target(target: VoiceServer | FastAPI) -> tuple[VoiceServer, APIRouter]:
-    from .server import VoiceServer
-
-    if isinstance(target, VoiceServer):
-        return target, target.router
-    server = getattr(getattr(target, "state", None), "voice", None)
-    if isinstance(target, FastAPI) and isinstance(server, VoiceServer):
-        return server, target.router
-    raise TypeError("mount_webrtc needs a VoiceServer, or an app made by voice.create_app")
-
-
 def mount_webrtc(
     server: VoiceServer | FastAPI,
     *,
@@ -233,7 +222,9 @@ def mount_webrtc(
     The gateway is kept as ``server.webrtc``; its connections are closed when the runtime stops.
     Returns False (routes answer 501) when aiortc is not installed.
     """
-    voice_server, router = _resolve_target(server)
+    from .server import mount_target  # the server module imports this one
+
+    voice_server, router = mount_target(server, "mount_webrtc")
     if max_peers is None:
         max_peers = int(os.environ.get("VOICE_WEBRTC_MAX_PEERS") or 50)
     if max_peers < 1:

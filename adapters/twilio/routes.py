@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
-from voice.server import VoiceServer
+from voice.server import VoiceServer, mount_target
 
 from .signature import call_token, http_url, parse_form, stream_url, valid_signature
 from .transport import StreamConfig, serve_twilio_stream
@@ -21,16 +21,6 @@ log = logging.getLogger("voice.twilio")
 INSTANCE_FROM = ("call_sid", "caller")
 MAX_WEBHOOK_BYTES = 64 * 1024
 _PHONE = re.compile(r"^\+?[0-9]{5,16}$")
-
-
-def _resolve_target(target: VoiceServer | FastAPI) -> tuple[VoiceServer, APIRouter]:
-    """The server whose runtime serves calls, and the router that gets the routes."""
-    if isinstance(target, VoiceServer):
-        return target, target.router
-    server = getattr(getattr(target, "state", None), "voice", None)
-    if isinstance(target, FastAPI) and isinstance(server, VoiceServer):
-        return server, target.router
-    raise TypeError("mount_twilio needs a VoiceServer, or an app made by voice.create_app")
 
 
 def mount_twilio(
@@ -57,7 +47,7 @@ def mount_twilio(
     ``prefix``: where the two routes live. ``lead_seconds``: agent audio kept queued at Twilio (barge-in drops at
     most this much; more tolerates more network jitter). Returns whether the routes were mounted.
     """
-    voice_server, router = _resolve_target(server)
+    voice_server, router = mount_target(server, "mount_twilio")
     public_url = public_url or os.environ.get("VOICE_PUBLIC_URL") or None
     auth_token = auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None
     if instance_from not in INSTANCE_FROM:
@@ -150,7 +140,7 @@ def maybe_mount_twilio(server: VoiceServer | FastAPI, agent: str | None = None) 
     ``VOICE_TWILIO_INSTANCE`` may be ``call_sid`` (default) or ``caller``."""
     if not os.environ.get("TWILIO_AUTH_TOKEN"):
         return False
-    voice_server, _ = _resolve_target(server)
+    voice_server, _ = mount_target(server, "mount_twilio")
     names = list(voice_server.runtime.agents)
     name = agent or os.environ.get("VOICE_TWILIO_AGENT") or (names[0] if len(names) == 1 else "assistant")
     return mount_twilio(server, agent=name, instance_from=os.environ.get("VOICE_TWILIO_INSTANCE") or "call_sid")
