@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from tests.browser import write_wav
 from voice.audio import StreamResampler, resample, to_mono_int16
 from voice.cli import read_wav
 

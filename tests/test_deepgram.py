@@ -32,7 +32,8 @@ from voice.providers.deepgram import (
     NovaTranscriber,
     StreamSettings,
 )
-from voice.providers.deepgram._common import ClientHolder, DeepgramConfig, ReplayBuffer, _Conn
+from voice.providers.deepgram._common import ClientHolder, DeepgramConfig
+from voice.providers.deepgram.streaming import ReplayBuffer, _Conn
 from voice.providers.deepgram.flux import FluxSession
 from voice.providers.deepgram.nova import NovaSession
 

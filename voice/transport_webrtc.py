@@ -109,7 +109,7 @@ def parse_ice_servers(value: Any) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class WebRTCOptions:
-    max_peers: int = 50  # concurrent peer connections per process; more → 503
+    max_peers: int = 25  # concurrent peer connections per process; more → 503
     ice_servers: tuple[dict[str, Any], ...] = ()
     connect_timeout: float = 20.0  # answer sent but no connection after this → torn down
     media_timeout: float = 5.0  # incoming audio stopped for this long → the peer is gone
@@ -218,7 +218,8 @@ def mount_webrtc(
 
     ``server``: a :class:`~voice.server.VoiceServer` (before ``server.router`` is included in an app) or an app
     made by :func:`voice.create_app`. ``max_peers``: concurrent peer connections in this process (default
-    ``VOICE_WEBRTC_MAX_PEERS`` or 50). ``ice_servers``: STUN/TURN servers (default ``VOICE_ICE_SERVERS``, JSON).
+    ``VOICE_WEBRTC_MAX_PEERS`` or 25, about what one core carries: see BENCHMARKS.md). ``ice_servers``: STUN/TURN
+    servers (default ``VOICE_ICE_SERVERS``, JSON).
     The gateway is kept as ``server.webrtc``; its connections are closed when the runtime stops.
     Returns False (routes answer 501) when aiortc is not installed.
     """
@@ -226,7 +227,7 @@ def mount_webrtc(
 
     voice_server, router = mount_target(server, "mount_webrtc")
     if max_peers is None:
-        max_peers = int(os.environ.get("VOICE_WEBRTC_MAX_PEERS") or 50)
+        max_peers = int(os.environ.get("VOICE_WEBRTC_MAX_PEERS") or 25)
     if max_peers < 1:
         raise ValueError("max_peers must be at least 1")
     if ice_servers is None:

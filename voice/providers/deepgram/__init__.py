@@ -14,7 +14,8 @@ one without a key is fine. STT sessions reconnect on drops and replay un-finaliz
 key becomes a fatal :class:`~voice.providers.base.TranscriberError` whose message never contains the key.
 """
 
-from ._common import DeepgramAuthError, DeepgramConfig, DeepgramError, StreamSettings
+from ._common import DeepgramAuthError, DeepgramConfig, DeepgramError
+from .streaming import StreamSettings
 from .aura import AuraTTS
 from .flux import FluxTranscriber
 from .nova import NovaTranscriber

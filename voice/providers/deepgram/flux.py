@@ -33,7 +33,8 @@ from ..base import (
     TranscriberSession,
     TurnResumed,
 )
-from ._common import ClientHolder, DeepgramConfig, DeepgramError, StreamingSession, StreamSettings, _Conn, log
+from ._common import ClientHolder, DeepgramConfig, DeepgramError, log
+from .streaming import StreamingSession, StreamSettings, _Conn
 
 #: seconds of silence sent per idle tick while a turn is open (pipecat's watchdog does the same)
 TURN_SILENCE_S = 0.5

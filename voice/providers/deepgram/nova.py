@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..base import Final, Interim, SpeechStarted, Transcriber, TranscriberOptions, TranscriberSession
-from ._common import ClientHolder, DeepgramConfig, StreamingSession, StreamSettings, _Conn, log
+from ._common import ClientHolder, DeepgramConfig, log
+from .streaming import StreamingSession, StreamSettings, _Conn
 
 
 class NovaTranscriber(Transcriber):
