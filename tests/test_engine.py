@@ -567,3 +567,24 @@ async def test_hangup_and_speak_from_inside_on_turn(tmp_path):
         ]
         msgs = await history(srv, "bye", "x")
         assert [m["content"] for m in msgs] == ["more", "Sure.", "One more thing.", "bye", "Goodbye!"]
+
+
+class Recorder(VoiceAgent):
+    async def on_turn(self, transcript, ctx):
+        EVENTS.append(("seen", len(ctx.messages)))
+        return "ok."
+
+
+async def test_history_limit_setting_bounds_ctx_messages(tmp_path):
+    EVENTS.clear()
+    app = create_app({"rec": Recorder}, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "h.db"),
+                     history_limit=3)
+    async with LiveServer(app) as srv:
+        c = await Client.connect(f"{srv.ws}/agents/rec/x")
+        for i in range(4):
+            mark = c.mark()
+            await c.send({"type": "text_message", "text": f"message {i}"})
+            await c.wait_for("transcript_end", after=mark)
+            await c.wait_for("status", status="idle", after=mark)
+        assert [n for kind, n in EVENTS if kind == "seen"] == [0, 2, 3, 3]
+        await c.close()

@@ -19,7 +19,7 @@ except ImportError:  # run from inside tests/
     from speech import Recorder, clicks, feed, noise, piper_speech, silence, wer
 
 from voice.local import ModelNotFoundError, PiperTTS, WhisperTranscriber
-from voice.local import whisper as local_whisper
+from voice.local import whisper_model
 from voice.providers.base import Final, SpeechStarted, TranscriberOptions
 
 SENTENCE = "What time does the pharmacy close on Sunday evening?"
@@ -180,9 +180,9 @@ def test_missing_whisper_model_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_decoding_loops_are_cut():
-    assert local_whisper._collapse_repeats("Can you book me a table? Can you book me") == "Can you book me a table?"
-    assert local_whisper._collapse_repeats("no no no no no no no") == "no"
-    assert local_whisper._collapse_repeats("bye bye") == "bye bye"
+    assert whisper_model._collapse_repeats("Can you book me a table? Can you book me") == "Can you book me a table?"
+    assert whisper_model._collapse_repeats("no no no no no no no") == "no"
+    assert whisper_model._collapse_repeats("bye bye") == "bye bye"
 
 
 # --- text-to-speech ------------------------------------------------------------------------------------------

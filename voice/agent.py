@@ -44,8 +44,8 @@ class BaseAgent:
 
     #: speech-to-text for this agent's calls; None: the server's default
     transcriber: Transcriber | None = None
-    #: how many history messages ``ctx.messages`` holds
-    history_limit: int = 20
+    #: how many history messages ``ctx.messages`` holds; None: the server's ``history_limit`` (default 20)
+    history_limit: int | None = None
 
     name: str
     instance_id: str
@@ -90,7 +90,7 @@ class BaseAgent:
         return await self._runtime.store.messages(self.name, self.instance_id, limit)
 
     def recent_messages(self, limit: int | None = None) -> list[dict[str, str]]:
-        n = self.history_limit if limit is None else limit
+        n = limit if limit is not None else self.history_limit or self._runtime.settings.history_limit
         recent = self._history[-n:] if n > 0 else []
         return [{"role": m.role, "content": m.content} for m in recent]
 
@@ -100,7 +100,8 @@ class BaseAgent:
         is on disk."""
         message = Message(role, content, interrupted, time.time())
         self._history.append(message)
-        del self._history[: -self._runtime.settings.history_cache]
+        settings = self._runtime.settings
+        del self._history[: -max(settings.history_cache, settings.history_limit, self.history_limit or 0)]
         return self._runtime.store.add_message(self.name, self.instance_id, message)
 
     # --- schedules --------------------------------------------------------------------------------------------

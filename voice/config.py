@@ -28,7 +28,7 @@ class Settings:
 
     db_path: str = "voice.db"  # VOICE_DB
     history_limit: int = 20  # VOICE_HISTORY_LIMIT: messages in ctx.messages
-    history_cache: int = 200  # recent messages kept in memory per instance
+    history_cache: int = 50  # recent messages kept in memory per live instance (at least history_limit)
     max_messages_per_instance: int = 1000  # VOICE_MAX_MESSAGES: retention in SQLite (0: keep all)
     output_sample_rate: int = 16_000  # VOICE_OUTPUT_RATE: pcm16 rate sent to WebSocket clients
     max_frame_bytes: int = 64 * 1024  # VOICE_MAX_FRAME_BYTES: larger audio frames are refused

@@ -88,7 +88,8 @@ class Runtime:
             entry = self._instances.get((key, instance_id))
             if entry is None:
                 agent = self.agents[key]()
-                history = await self.store.messages(key, instance_id, self.settings.history_cache)
+                keep = max(self.settings.history_cache, self.settings.history_limit, self.agents[key].history_limit or 0)
+                history = await self.store.messages(key, instance_id, keep)
                 agent._bind(self, key, instance_id, history)
                 entry = (agent, 0)
             self._instances[(key, instance_id)] = (entry[0], entry[1] + 1)
