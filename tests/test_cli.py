@@ -30,3 +30,11 @@ def test_voice_call_cli_against_voice_serve(tmp_path):
         assert out.exists() and out.stat().st_size > 16000
     finally:
         serve.stop()
+
+
+def test_voice_serve_with_a_cloud_provider_and_no_key_fails_clearly():
+    env = {k: v for k, v in os.environ.items() if k != "DEEPGRAM_API_KEY"}
+    result = subprocess.run([sys.executable, "-m", "voice.cli", "serve", "--stt", "flux", "--port", "1"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert "DEEPGRAM_API_KEY" in result.stderr

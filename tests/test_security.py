@@ -217,3 +217,15 @@ async def test_webrtc_signaling_goes_through_the_same_gate(tmp_path):
             assert r.status_code == 403
             r = await http.post(url, json=offer, params={"token": "s3cret"})
             assert r.status_code == 400  # admitted; then the bogus SDP is refused
+
+
+async def test_a_stalled_tts_is_given_up_and_the_call_recovers(tmp_path):
+    async with LiveServer(app(tmp_path, tts=FakeTTS(delay=2.0), tts_timeout_seconds=0.3)) as srv:
+        c = await Client.connect(f"{srv.ws}/agents/echo/stall")
+        await c.start_call()
+        await c.send(fake_speech_frame("final", "anyone there"))
+        assert (await c.wait_for("transcript_end"))["text"] == "You said: anyone there."
+        err = await c.wait_for("error", code="tts_failed", timeout=3)
+        assert "timed out" in err["message"]
+        await c.wait_for("status", status="listening", after=c.mark() - 1, timeout=3)
+        await c.close()

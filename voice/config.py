@@ -43,6 +43,7 @@ class Settings:
     max_outbound_bytes: int = 16 * 1024 * 1024  # ... or queued bytes (about 8 minutes of 16 kHz audio)
     preconnect_audio_seconds: float = 30.0  # audio buffered while the STT session starts
     tts_lookahead: int = 2  # sentences synthesized ahead of the one playing
+    tts_timeout_seconds: float = 15.0  # a TTS chunk that takes longer is given up (error tts_failed), the reply goes on
     ack_wait_seconds: float = 0.3  # after a barge-in, how long to wait for the client's playback report
     max_connections: int = 500  # VOICE_MAX_CONNECTIONS: concurrent calls/connections per process (503 beyond)
     max_connections_per_client: int = 20  # VOICE_MAX_CONNECTIONS_PER_CLIENT: per client address (429 beyond)

@@ -312,9 +312,10 @@ class Turn:
             direct = output.passthrough if output.passthrough and tts.supports(*output.passthrough) else None
             t0 = time.monotonic()
             resampler: StreamResampler | None = None
-            async for chunk in tts.stream(
+            stream = tts.stream(
                 text, self.cancelled, encoding=direct[0] if direct else "pcm16", sample_rate=direct[1] if direct else None
-            ):
+            )
+            async for chunk in _with_timeout(stream, self.call.settings.tts_timeout_seconds):
                 if self.metrics.first_tts_audio_at is None:
                     self.metrics.first_tts_audio_at = time.monotonic()
                 chunk = await maybe_await(agent.after_synthesize(chunk, job.text, call))
@@ -332,6 +333,9 @@ class Turn:
             self.metrics.tts_seconds += time.monotonic() - t0
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            log.warning("TTS timed out on %s", call.id)
+            call.send_error("speech synthesis timed out for part of the reply", "tts_failed")
         except Exception as exc:  # noqa: BLE001 - a provider failure must not end the call
             log.warning("TTS failed on %s: %s", call.id, exc)
             call.send_error("speech synthesis failed for part of the reply", "tts_failed")
@@ -362,3 +366,15 @@ class Turn:
         while output.is_playing():
             remaining = (output.written - output.played()) / output.sample_rate
             await asyncio.sleep(min(max(remaining, 0.02), 0.25))
+
+
+async def _with_timeout(stream: AsyncIterator[AudioChunk], seconds: float) -> AsyncIterator[AudioChunk]:
+    """A stalled provider must not stall the reply: each chunk has ``seconds`` to arrive (TimeoutError)."""
+    iterator = stream.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        yield chunk
