@@ -61,11 +61,3 @@ def to_mono_int16(samples: np.ndarray) -> np.ndarray:
         samples = np.clip(samples, -1.0, 1.0) * 32767.0
     return np.clip(np.round(samples), -32768, 32767).astype("<i2")
 
-
-def rms_dbfs(pcm: bytes) -> float:
-    """Loudness of int16 PCM in dBFS (-inf for silence)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    if samples.size == 0:
-        return float("-inf")
-    rms = float(np.sqrt(np.mean(samples * samples)))
-    return 20 * np.log10(rms / 32768.0) if rms > 0 else float("-inf")

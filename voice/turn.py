@@ -117,7 +117,6 @@ class Turn:
         self.text = ""  # everything on_turn produced
         self.heard = HeardText()
         self.audio_started = False
-        self.finished = False  # the reply was complete and saved
         self.task: asyncio.Task | None = None
         self._saved = False
         # a speculative turn runs on_turn and synthesizes at once, but sends nothing until commit() (or is
@@ -192,7 +191,6 @@ class Turn:
             if self.save and not self._saved and self.text.strip():
                 self._saved = True
                 await self.agent.add_message("assistant", self.text.strip())
-            self.finished = True
             if not self.speak:
                 call.set_status("listening" if call.in_call else "idle")
         except asyncio.CancelledError:
