@@ -37,9 +37,9 @@
  * @module voice-agent
  */
 
-import { VoiceClient } from "./voice-client.js";
 import { headlineLatency, describeStages } from "./lib/metrics.js";
-import { BASE_CSS, ElementBase, define, statusText, meterScale, toggleAttr } from "./lib/ui.js";
+import { BASE_CSS, define, statusText, meterScale, toggleAttr } from "./lib/ui.js";
+import { VoiceElement } from "./lib/voice-element.js";
 
 const CSS = `
 ${BASE_CSS}
@@ -104,13 +104,11 @@ const CLIENT_EVENTS = [
   "transportchange",
 ];
 
-export class VoiceAgentElement extends ElementBase {
+export class VoiceAgentElement extends VoiceElement {
   static observedAttributes = ["agent", "instance", "host", "transport"];
 
-  #client = null;
-  #clientOptions = {};
   #els;
-  #onClientEvent = (event) => this.#render(event.type);
+  #onClientEvent = (event) => this.render(event.type);
 
   constructor() {
     super();
@@ -135,88 +133,36 @@ export class VoiceAgentElement extends ElementBase {
     const els = this.#els;
     els.form.addEventListener("submit", (event) => {
       event.preventDefault();
-      if (this.#client?.sendText(els.input.value)) els.input.value = "";
+      if (this.client?.sendText(els.input.value)) els.input.value = "";
     });
     // startCall must run inside the click handler (user activation) — no await before it.
     els.call.addEventListener("click", () => {
-      const client = this.#client;
+      const client = this.client;
       if (!client) return;
       if (client.inCall) client.endCall();
       else client.startCall();
     });
-    els.mute.addEventListener("click", () => this.#client?.toggleMute());
-    els.dismiss.addEventListener("click", () => this.#client?.clearError());
+    els.mute.addEventListener("click", () => this.client?.toggleMute());
+    els.dismiss.addEventListener("click", () => this.client?.clearError());
   }
 
-  /** The underlying VoiceClient (null until the element is in the document). */
-  get client() {
-    return this.#client;
+  clientDefaults() {
+    return { agent: this.getAttribute("agent") || "assistant" };
   }
 
-  /** Extra VoiceClient options (beyond the attributes); setting them makes a new client. */
-  get clientOptions() {
-    return this.#clientOptions;
-  }
-  set clientOptions(options) {
-    this.#clientOptions = { ...options };
-    this.#teardown();
-    if (this.isConnected) this.#setup();
+  clientListeners() {
+    return CLIENT_EVENTS.map((type) => [type, this.#onClientEvent]);
   }
 
-  connectedCallback() {
-    if (!this.#client) this.#setup();
-  }
-
-  disconnectedCallback() {
-    this.#teardown();
-  }
-
-  attributeChangedCallback(_name, oldValue, newValue) {
-    if (oldValue === newValue || !this.#client) return;
-    this.#teardown();
-    if (this.isConnected) this.#setup();
-  }
-
-  #setup() {
-    try {
-      this.#client = new VoiceClient({
-        agent: this.getAttribute("agent") || "assistant",
-        instance: this.getAttribute("instance") || "default",
-        host: this.getAttribute("host") || undefined,
-        transport: this.getAttribute("transport") || "websocket",
-        ...this.#clientOptions,
-      });
-    } catch (err) {
-      this.#showError(`Voice widget misconfigured: ${err?.message ?? err}`);
-      return;
-    }
-    for (const type of CLIENT_EVENTS) this.#client.addEventListener(type, this.#onClientEvent);
-    this.dispatchEvent(new CustomEvent("voice-client", { detail: { client: this.#client } }));
-    try {
-      this.#client.connect();
-    } catch (err) {
-      this.#showError(err?.message ?? String(err));
-    }
-    this.#render("all");
-  }
-
-  #teardown() {
-    const client = this.#client;
-    if (!client) return;
-    for (const type of CLIENT_EVENTS) client.removeEventListener(type, this.#onClientEvent);
-    client.disconnect();
-    this.#client = null;
-  }
-
-  #showError(message) {
+  showError(message) {
     this.#els.errorMsg.textContent = message ?? "";
     this.#els.error.hidden = !message;
     toggleAttr(this, "error", !!message);
   }
 
   /** Update only what an event can have changed. */
-  #render(what) {
-    const c = this.#client;
+  render(what) {
+    const c = this.client;
     if (!c) return;
     const all = what === "all";
     const els = this.#els;
@@ -241,7 +187,7 @@ export class VoiceAgentElement extends ElementBase {
     if (all || what === "interimtranscript") els.interim.textContent = c.interimTranscript ?? "";
     if (all || what === "metricschange") this.#renderLatency(c.metrics);
     if (all || what === "audiolevelchange") els.levelBar.style.transform = `scaleX(${meterScale(c.audioLevel)})`;
-    if (all || what === "error") this.#showError(c.error);
+    if (all || what === "error") this.showError(c.error);
   }
 
   #renderLatency(metrics) {

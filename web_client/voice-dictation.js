@@ -23,8 +23,8 @@
  * @module voice-dictation
  */
 
-import { VoiceClient } from "./voice-client.js";
-import { BASE_CSS, ElementBase, define, statusText, meterScale, toggleAttr } from "./lib/ui.js";
+import { BASE_CSS, define, statusText, meterScale, toggleAttr } from "./lib/ui.js";
+import { VoiceElement } from "./lib/voice-element.js";
 
 const CSS = `
 ${BASE_CSS}
@@ -59,14 +59,12 @@ const HTML = `
 
 const CLIENT_EVENTS = ["connectionchange", "statuschange", "interimtranscript", "callchange", "audiolevelchange", "error"];
 
-export class VoiceDictationElement extends ElementBase {
+export class VoiceDictationElement extends VoiceElement {
   static observedAttributes = ["agent", "instance", "host", "transport", "placeholder"];
 
-  #client = null;
-  #clientOptions = {};
   #els;
   #copiedTimer = null;
-  #onClientEvent = (event) => this.#render(event.type);
+  #onClientEvent = (event) => this.render(event.type);
   #onTranscript = (event) => {
     const { message } = event.detail;
     if (message.role === "user" && message.text.trim()) this.#append(message.text.trim());
@@ -93,7 +91,7 @@ export class VoiceDictationElement extends ElementBase {
     };
     const els = this.#els;
     els.toggle.addEventListener("click", () => {
-      const c = this.#client;
+      const c = this.client;
       if (!c) return;
       if (c.inCall) c.endCall();
       else c.startCall(); // synchronously in the click: audio needs the user gesture
@@ -103,22 +101,7 @@ export class VoiceDictationElement extends ElementBase {
       els.box.value = "";
       els.box.focus();
     });
-    els.dismiss.addEventListener("click", () => this.#client?.clearError());
-  }
-
-  /** The underlying VoiceClient. */
-  get client() {
-    return this.#client;
-  }
-
-  /** Extra VoiceClient options (beyond the attributes); setting them makes a new client. */
-  get clientOptions() {
-    return this.#clientOptions;
-  }
-  set clientOptions(options) {
-    this.#clientOptions = { ...options };
-    this.#teardown();
-    if (this.isConnected) this.#setup();
+    els.dismiss.addEventListener("click", () => this.client?.clearError());
   }
 
   /** The dictated (and possibly edited) text. */
@@ -131,57 +114,25 @@ export class VoiceDictationElement extends ElementBase {
 
   connectedCallback() {
     this.#els.box.placeholder = this.getAttribute("placeholder") ?? "Press “Start dictation” and speak…";
-    if (!this.#client) this.#setup();
-  }
-
-  disconnectedCallback() {
-    this.#teardown();
+    super.connectedCallback();
   }
 
   attributeChangedCallback(name, oldValue, newValue) {
-    if (name === "placeholder") {
-      this.#els.box.placeholder = newValue ?? "";
-      return;
-    }
-    if (oldValue === newValue || !this.#client) return;
-    this.#teardown();
-    if (this.isConnected) this.#setup();
+    if (name === "placeholder") this.#els.box.placeholder = newValue ?? "";
+    else super.attributeChangedCallback(name, oldValue, newValue);
   }
 
-  #setup() {
-    try {
-      this.#client = new VoiceClient({
-        agent: this.getAttribute("agent") || "dictation",
-        instance: this.getAttribute("instance") || "default",
-        host: this.getAttribute("host") || undefined,
-        transport: this.getAttribute("transport") || "websocket",
-        playback: false, // dictation only listens
-        loadHistory: false, // the box holds this session's text, not the server's history
-        bargeIn: false,
-        ...this.#clientOptions,
-      });
-    } catch (err) {
-      this.#showError(`Dictation misconfigured: ${err?.message ?? err}`);
-      return;
-    }
-    for (const type of CLIENT_EVENTS) this.#client.addEventListener(type, this.#onClientEvent);
-    this.#client.addEventListener("transcript", this.#onTranscript);
-    this.dispatchEvent(new CustomEvent("voice-client", { detail: { client: this.#client } }));
-    try {
-      this.#client.connect();
-    } catch (err) {
-      this.#showError(err?.message ?? String(err));
-    }
-    this.#render("all");
+  clientDefaults() {
+    return {
+      agent: this.getAttribute("agent") || "dictation",
+      playback: false, // dictation only listens
+      loadHistory: false, // the box holds this session's text, not the server's history
+      bargeIn: false,
+    };
   }
 
-  #teardown() {
-    const c = this.#client;
-    if (!c) return;
-    for (const type of CLIENT_EVENTS) c.removeEventListener(type, this.#onClientEvent);
-    c.removeEventListener("transcript", this.#onTranscript);
-    c.disconnect();
-    this.#client = null;
+  clientListeners() {
+    return [...CLIENT_EVENTS.map((type) => [type, this.#onClientEvent]), ["transcript", this.#onTranscript]];
   }
 
   #append(text) {
@@ -206,14 +157,14 @@ export class VoiceDictationElement extends ElementBase {
     this.#copiedTimer = setTimeout(() => (els.copied.textContent = ""), 2000);
   }
 
-  #showError(message) {
+  showError(message) {
     this.#els.errorMsg.textContent = message ?? "";
     this.#els.error.hidden = !message;
     toggleAttr(this, "error", !!message);
   }
 
-  #render(what) {
-    const c = this.#client;
+  render(what) {
+    const c = this.client;
     if (!c) return;
     const els = this.#els;
     const all = what === "all";
@@ -228,7 +179,7 @@ export class VoiceDictationElement extends ElementBase {
     }
     if (all || what === "interimtranscript") els.interim.textContent = c.interimTranscript ?? "";
     if (all || what === "audiolevelchange") els.levelBar.style.transform = `scaleX(${meterScale(c.audioLevel)})`;
-    if (all || what === "error") this.#showError(c.error);
+    if (all || what === "error") this.showError(c.error);
   }
 }
 
