@@ -15,8 +15,6 @@ import httpx
 import pytest
 import pytest_asyncio
 
-pytest.importorskip("aiortc")
-
 from tests.harness import LiveServer
 from tests.webrtc_peer import PeerRefused, WebRTCTestPeer, use_loopback_ice
 from voice import create_app
@@ -26,14 +24,11 @@ from voice.testing import FakeTranscriber, FakeTTS
 from voice.transport_webrtc import mount_webrtc, parse_ice_servers
 from voice.webrtc_media import AgentAudioTrack
 
-try:
-    from tests.speech import Recorder, feed, piper_speech, silence, wer
-    from voice.local import PiperTTS, WhisperTranscriber
+from tests.speech import Recorder, feed, piper_speech, silence, wer
+from voice.local import PiperTTS, WhisperTranscriber
 
-    STT = WhisperTranscriber()
-    TTS = PiperTTS(deterministic=True)
-except Exception as exc:  # noqa: BLE001 - models or their packages missing
-    pytest.skip(f"offline models unavailable: {exc}", allow_module_level=True)
+STT = WhisperTranscriber()
+TTS = PiperTTS(deterministic=True)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -367,7 +362,8 @@ BROWSER_STATE = """async () => {
 async def test_browser_transport_in_chromium(server, tmp_path):
     """web_client/lib/webrtc-transport.js in real Chromium: a fake microphone plays Piper speech; the transcript
     and the reply come back on the data channel and the agent's voice on the track; close() ends the call."""
-    playwright = pytest.importorskip("playwright.async_api")
+    import playwright.async_api as playwright
+
     from tests.browser import BASE_FLAGS, CHROMIUM, write_wav
 
     said = "What is the weather like in Paris today?"

@@ -17,9 +17,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-pytest.importorskip("aiortc")
-pytest.importorskip("playwright.async_api")
-
 import tests.browser as browser  # noqa: E402
 import voice.transport_webrtc as transport_webrtc  # noqa: E402
 from tests.browser import chromium, write_wav  # noqa: E402
@@ -29,14 +26,11 @@ from voice import create_app  # noqa: E402
 from voice.demo import DEMO_AGENTS  # noqa: E402
 from voice.transport_webrtc import mount_webrtc  # noqa: E402
 
-try:
-    from tests.speech import piper_speech, silence, wer
-    from voice.local import PiperTTS, WhisperTranscriber
+from tests.speech import piper_speech, silence, wer
+from voice.local import PiperTTS, WhisperTranscriber
 
-    STT = WhisperTranscriber()
-    TTS = PiperTTS(deterministic=True)
-except Exception as exc:  # noqa: BLE001 - models or their packages missing
-    pytest.skip(f"offline models unavailable: {exc}", allow_module_level=True)
+STT = WhisperTranscriber()
+TTS = PiperTTS(deterministic=True)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
