@@ -50,6 +50,13 @@ def presented_token(conn: HTTPConnection) -> str | None:
     return conn.query_params.get("token") or None
 
 
+def _required_token(conn: HTTPConnection) -> str:
+    token = presented_token(conn)
+    if token is None:
+        raise AuthError(401, "authorization required")
+    return token
+
+
 def bearer_token(expected: str) -> Authorizer:
     """Everyone holding ``expected`` may reach every instance."""
     if not expected:
@@ -57,9 +64,7 @@ def bearer_token(expected: str) -> Authorizer:
     secret = expected.encode()
 
     def authorize(conn: HTTPConnection, agent: str, instance: str) -> Principal:
-        token = presented_token(conn)
-        if token is None:
-            raise AuthError(401, "authorization required")
+        token = _required_token(conn)
         if not hmac.compare_digest(token.encode(), secret):
             raise AuthError(401, "invalid token")
         return Principal("api-token")
@@ -89,9 +94,7 @@ def signed_tokens(secret: str) -> Authorizer:
     key = secret.encode()
 
     def authorize(conn: HTTPConnection, agent: str, instance: str) -> Principal:
-        token = presented_token(conn)
-        if token is None:
-            raise AuthError(401, "authorization required")
+        token = _required_token(conn)
         try:
             version, payload, signature = token.split(".")
             expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
