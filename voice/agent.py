@@ -21,15 +21,27 @@ if TYPE_CHECKING:
     from .call import Call
     from .runtime import Runtime
 
-TurnOutput = str | None | AsyncIterator[str] | Awaitable[str | None]
+class Flush:
+    """The type of :data:`FLUSH`."""
+
+    def __repr__(self) -> str:
+        return "FLUSH"
+
+
+#: Yield this from ``on_turn`` to have the text so far spoken now, without waiting for the sentence to end (e.g. "Let
+#: me check" before a slow tool call).
+FLUSH = Flush()
+
+TurnOutput = str | None | AsyncIterator[str | Flush] | Awaitable[str | None]
 
 
 @dataclass
 class TurnContext:
     """What ``on_turn`` gets besides the transcript."""
 
-    #: recent history before this turn, oldest first: ``{"role": "user"|"assistant", "content": str}``
-    messages: list[dict[str, str]]
+    #: recent history before this turn, oldest first: ``{"role": "user"|"assistant"|..., "content": str}``, plus
+    #: ``"meta"`` (a dict) on messages stored with one (e.g. tool calls)
+    messages: list[dict[str, Any]]
     #: set when the turn is interrupted or superseded (the ``on_turn`` task is also cancelled)
     cancelled: asyncio.Event
     #: the connection this turn belongs to
@@ -74,6 +86,11 @@ class BaseAgent:
         """Rewrite or drop (None/"") a final transcript before it becomes a turn."""
         return text
 
+    async def on_message(self, message: dict[str, Any], call: Call) -> None:
+        """A client JSON message whose ``type`` the protocol does not define: the app's own (the official client's
+        ``sendJSON``). Answer with ``call.send_json(...)``. Unless this is overridden, such messages get an
+        ``unknown_type`` error, so a misspelt type does not go unnoticed."""
+
     def create_transcriber(self, call: Call) -> Transcriber:
         """Choose the STT for one connection, e.g. from ``call.query["model"]``. Default: the class's own."""
         return self.transcriber or self._runtime.default_transcriber()
@@ -89,16 +106,18 @@ class BaseAgent:
         """Stored history of this instance, oldest first."""
         return await self._runtime.store.messages(self.name, self.instance_id, limit)
 
-    def recent_messages(self, limit: int | None = None) -> list[dict[str, str]]:
+    def recent_messages(self, limit: int | None = None) -> list[dict[str, Any]]:
         n = limit if limit is not None else self.history_limit or self._runtime.settings.history_limit
         recent = self._history[-n:] if n > 0 else []
-        return [{"role": m.role, "content": m.content} for m in recent]
+        return [{"role": m.role, "content": m.content} | ({"meta": m.meta} if m.meta else {}) for m in recent]
 
-    def add_message(self, role: str, content: str, interrupted: bool = False) -> asyncio.Future[Message]:
+    def add_message(
+        self, role: str, content: str, interrupted: bool = False, meta: dict[str, Any] | None = None
+    ) -> asyncio.Future[Message]:
         """Append to history: in memory at once, in SQLite in the background. The write is queued before this
         returns, so it keeps its order and is not lost if the caller is cancelled; await the result to be sure it
         is on disk."""
-        message = Message(role, content, interrupted, time.time())
+        message = Message(role, content, interrupted, time.time(), meta=meta)
         self._history.append(message)
         settings = self._runtime.settings
         del self._history[: -max(settings.history_cache, settings.history_limit, self.history_limit or 0)]

@@ -88,6 +88,21 @@ class Call:
         if not self.closed:
             self.peer.send_json(message)
 
+    def send_json(self, message: dict[str, Any]) -> None:
+        """Send the app's own JSON message to the client (the official client raises ``custommessage``). Its
+        ``type`` must not be one the protocol uses."""
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ValueError("send_json needs a dict with a string 'type'")
+        if message["type"] in protocol.SERVER_TYPES:
+            raise ValueError(f"type {message['type']!r} belongs to the protocol; pick another")
+        self.send(message)
+
+    async def _app_message(self, message: dict[str, Any]) -> None:
+        try:
+            await maybe_await(self.agent.on_message(message, self))
+        except Exception:  # noqa: BLE001 - the user's hook may raise anything
+            log.exception("on_message failed on %s", self.id)
+
     def set_status(self, status: str) -> None:
         if status != self.status:
             self.status = status
@@ -151,6 +166,10 @@ class Call:
             self.peer.on_playback_ack(message.played_samples or 0)
         elif kind == "end_of_speech" and self.speech is not None:
             self._spawn(self.speech.commit())
+        elif kind not in protocol.CLIENT_TYPES:
+            if type(self.agent).on_message is BaseAgent.on_message:
+                return await self._refuse(f"unknown message type {kind[:40]!r}", "unknown_type")
+            self._spawn(self._app_message(message.raw or {}))
         # hello, start_of_speech: nothing to do (welcome is sent on connect; turn detection is the STT's)
 
     def handle_audio(self, pcm: bytes) -> None:

@@ -20,6 +20,12 @@ CLOSE_TOO_BIG = 1009  # a frame larger than the transport's hard limit
 CLOSE_UNKNOWN_AGENT = 4404
 CLOSE_IDLE = 4408  # no audio and no message for idle_timeout_seconds
 
+#: message types the server sends; an app's own messages (``call.send_json``) must use other types
+SERVER_TYPES = frozenset(
+    {"welcome", "status", "audio_config", "transcript_interim", "transcript", "transcript_start", "transcript_delta",
+     "transcript_end", "playback_interrupt", "metrics", "error"}
+)
+
 CLIENT_TYPES = frozenset(
     {"hello", "start_call", "end_call", "interrupt", "text_message", "start_of_speech", "end_of_speech", "playback_ack"}
 )
@@ -54,7 +60,7 @@ def parse_client_message(frame: str, max_text_chars: int) -> ClientMessage:
     if not isinstance(kind, str):
         raise ProtocolError("a message needs a string 'type'", "bad_message")
     if kind not in CLIENT_TYPES:
-        raise ProtocolError(f"unknown message type {kind[:40]!r}", "unknown_type")
+        return ClientMessage(kind, raw=data)  # the app's own: for the agent's on_message
     if kind == "text_message":
         text = data.get("text")
         if not isinstance(text, str):

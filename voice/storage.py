@@ -51,6 +51,8 @@ class Message:
     interrupted: bool = False
     created_at: float = 0.0
     id: int | None = None
+    #: structured extras (e.g. a tool call's name, arguments and id); None for plain text
+    meta: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +112,10 @@ class Store:
         created = m.created_at or time.time()
         with self._conn:
             cur = self._conn.execute(
-                "INSERT INTO messages (agent, instance, role, content, interrupted, created_at) VALUES (?,?,?,?,?,?)",
-                (agent, instance, m.role, m.content, int(m.interrupted), created),
+                "INSERT INTO messages (agent, instance, role, content, interrupted, created_at, meta)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (agent, instance, m.role, m.content, int(m.interrupted), created,
+                 None if m.meta is None else json.dumps(m.meta)),
             )
             if self.max_messages > 0:
                 self._conn.execute(
@@ -119,7 +123,7 @@ class Store:
                     " SELECT id FROM messages WHERE agent=? AND instance=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     (agent, instance, agent, instance, self.max_messages),
                 )
-        return Message(m.role, m.content, m.interrupted, created, cur.lastrowid)
+        return Message(m.role, m.content, m.interrupted, created, cur.lastrowid, m.meta)
 
     def messages(self, agent: str, instance: str, limit: int | None = None) -> asyncio.Future[list[Message]]:
         """The most recent ``limit`` messages (all if None), oldest first."""
@@ -128,11 +132,11 @@ class Store:
     def _messages(self, agent: str, instance: str, limit: int | None) -> list[Message]:
         assert self._conn is not None
         rows = self._conn.execute(
-            "SELECT id, role, content, interrupted, created_at FROM messages WHERE agent=? AND instance=?"
+            "SELECT id, role, content, interrupted, created_at, meta FROM messages WHERE agent=? AND instance=?"
             " ORDER BY id DESC LIMIT ?",
             (agent, instance, -1 if limit is None else limit),
         ).fetchall()
-        return [Message(r[1], r[2], bool(r[3]), r[4], r[0]) for r in reversed(rows)]
+        return [Message(r[1], r[2], bool(r[3]), r[4], r[0], json.loads(r[5]) if r[5] else None) for r in reversed(rows)]
 
     # --- schedules -----------------------------------------------------------------------------------------
 

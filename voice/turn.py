@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import protocol
-from .agent import TurnContext, VoiceAgent, maybe_await
+from .agent import FLUSH, Flush, TurnContext, VoiceAgent, maybe_await
 from .audio import AudioChunk, StreamResampler
 from .chunker import SentenceChunker
 from .playback import HeardText
@@ -68,7 +68,7 @@ class TurnMetrics:
         }
 
 
-async def as_text_stream(result) -> AsyncIterator[str]:
+async def as_text_stream(result) -> AsyncIterator[str | Flush]:
     """Normalise what ``on_turn`` may produce (str, None, awaitable, async iterator) into an async iterator."""
     result = await maybe_await(result)
     if result is None:
@@ -77,7 +77,9 @@ async def as_text_stream(result) -> AsyncIterator[str]:
         yield result
         return
     async for piece in result:
-        if piece:
+        if piece is FLUSH:
+            yield FLUSH
+        elif piece:
             yield str(piece)
 
 
@@ -215,6 +217,11 @@ class Turn:
         chunker = SentenceChunker(self.call.settings.chunker)
         started = False
         async for piece in self._with_stalls(stream, chunker, sentences):
+            if piece is FLUSH:
+                if self.speak:
+                    for sentence in chunker.flush():
+                        self._queue_sentence(sentences, sentence)
+                continue
             if self.metrics.first_text_at is None:
                 self.metrics.first_text_at = time.monotonic()
             if not started and piece.strip():

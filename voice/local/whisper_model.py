@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ModelNotFoundError, PriorityScheduler, cpu_count
+from ._pool import ModelNotFoundError, PriorityScheduler, cpu_count
 
 RATE = 16_000
 CHUNK = 512  # Silero's window at 16 kHz (32 ms)
