@@ -65,6 +65,7 @@ class TurnMetrics:
             "first_text_ms": ms(start, self.first_text_at),
             "tts_first_audio_ms": ms(self.first_sentence_at, self.first_tts_audio_at),
             "voice_to_voice_ms": ms(self.speech_ended_at, self.first_audio_sent_at),
+            "first_text_from_speech_ms": ms(self.speech_ended_at, self.first_text_at),
         }
 
 
