@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test bench clean
+.PHONY: serve test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 serve: $(VENV)/.local-installed
 	HF_HUB_OFFLINE=1 $(VENV)/bin/voice serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.test-installed
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check voice adapters
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: $(VENV)/.test-installed lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(VENV)/.test-installed

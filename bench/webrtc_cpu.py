@@ -61,7 +61,7 @@ def serve(port: int, db: str) -> None:
     from voice import TurnContext, VoiceAgent, create_app
     from voice.audio import AudioChunk
     from voice.testing import FakeTranscriber, FakeTTS
-    from voice.transport_webrtc import mount_webrtc
+    from voice.transports.webrtc import mount_webrtc
 
     use_loopback_ice()
 

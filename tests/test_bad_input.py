@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import websockets
 
@@ -148,3 +149,32 @@ async def test_an_audio_flood_faster_than_real_time_is_dropped(server):
     await expect_error(c, "rate_limited")
     await still_works(server, "fast2")
     await c.close()
+
+
+async def test_audio_streamed_right_after_start_call_is_not_lost(server):
+    """A client that streams at once, without waiting for `status: listening`, loses nothing: audio is buffered
+    from the moment start_call is read (it used to be dropped until the call's start task ran)."""
+    c = await Client.connect(f"{server.ws}/agents/echo/eager")
+    await c.ws.send(json.dumps({"type": "start_call"}))
+    await c.ws.send(fake_speech_frame("final", "right away"))
+    assert (await c.wait_for("transcript", role="user"))["text"] == "right away"
+    assert (await c.wait_for("transcript_end"))["text"] == "You said: right away."
+    await c.close()
+
+
+async def test_an_odd_frame_right_after_start_call_gets_its_error(server):
+    c = await Client.connect(f"{server.ws}/agents/echo/odd")
+    await c.ws.send(json.dumps({"type": "start_call"}))
+    await c.ws.send(bytes(641))
+    await expect_error(c, "odd_frame")
+    await c.wait_for("status", status="listening")
+    await c.close()
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "-1", "1000001", "ten"])
+async def test_a_history_limit_out_of_range_is_a_400_not_a_500(server, limit):
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{server.http}/agents/echo/ok/messages", params={"limit": limit})
+        assert r.status_code in (400, 422), r.text  # 422: not an integer at all (FastAPI's own check)
+        ok = await http.get(f"{server.http}/agents/echo/ok/messages", params={"limit": "5"})
+        assert ok.status_code == 200

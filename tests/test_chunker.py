@@ -2,7 +2,7 @@
 
 import pytest
 
-from voice.chunker import ChunkerConfig, SentenceChunker
+from voice.reply import ChunkerConfig, SentenceChunker
 
 # Small minimums so the cases exercise boundaries, not merging (merging has its own cases below).
 CFG = ChunkerConfig(min_chars=1, first_min_chars=1, max_chars=400, first_max_chars=400, first_clause_chars=0)

@@ -1,6 +1,6 @@
 """What the user heard: the playback clock estimate and the mapping from a heard position back to text."""
 
-from voice.playback import HeardText, PlaybackClock
+from voice.reply import HeardText, PlaybackClock
 
 
 class Clock:

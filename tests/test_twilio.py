@@ -18,10 +18,11 @@ import pytest
 import websockets
 from twilio.request_validator import RequestValidator
 
-from adapters.twilio import g711, maybe_mount_twilio, mount_twilio
+from adapters.twilio import maybe_mount_twilio, mount_twilio
+from voice.audio import g711
 from adapters.twilio.output import TwilioOutput
 from adapters.twilio.signature import FormParams, http_url, stream_url, valid_signature
-from adapters.twilio.upsample import Upsampler2x
+from voice.audio.upsample import Upsampler2x
 from tests.harness import LiveServer, free_port
 from tests.twilio_sim import ToneTranscriber, TwilioSim, silence, tone
 from voice import AudioChunk, TurnContext, VoiceAgent, create_app

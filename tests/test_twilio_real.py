@@ -10,11 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from adapters.twilio import g711, mount_twilio
+from adapters.twilio import mount_twilio
+from voice.audio import g711
 from tests.harness import LiveServer, free_port
 from tests.test_twilio import TOKEN, history, place_call
 from voice import TurnContext, VoiceAgent, create_app
-from voice.chunker import SentenceChunker
+from voice.reply import SentenceChunker
 from voice.providers.base import Final, TranscriberOptions
 
 import tests.speech as speech  # noqa: E402 - the real models are part of the suite: missing ones must fail, not skip

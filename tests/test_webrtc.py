@@ -21,8 +21,8 @@ from voice import create_app
 from voice.demo import EchoAssistant
 from voice.providers.base import TranscriberOptions
 from voice.testing import FakeTranscriber, FakeTTS
-from voice.transport_webrtc import mount_webrtc, parse_ice_servers
-from voice.webrtc_media import AgentAudioTrack
+from voice.transports.webrtc import mount_webrtc, parse_ice_servers
+from voice.transports.webrtc.media import AgentAudioTrack
 
 from tests.speech import Recorder, feed, piper_speech, silence, wer
 from voice.local import PiperTTS, WhisperTranscriber
@@ -288,12 +288,12 @@ async def test_without_aiortc(monkeypatch, tmp_path):
     import sys
 
     code = (
-        "import sys; sys.modules['aiortc'] = None; import voice.transport_webrtc as t, voice.server; "
+        "import sys; sys.modules['aiortc'] = None; import voice.transports.webrtc as t, voice.server; "
         "assert not t.aiortc_available(); assert not [m for m in sys.modules if m.startswith('aiortc') and sys.modules[m]]"
     )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, cwd=ROOT)
     assert await proc.wait() == 0
-    import voice.transport_webrtc as transport
+    import voice.transports.webrtc.routes as transport
 
     monkeypatch.setattr(transport, "aiortc_available", lambda: False)
     app = create_app(AGENTS, transcriber=FakeTranscriber(), tts=FakeTTS(), db_path=str(tmp_path / "v.db"), webrtc=False)

@@ -18,13 +18,13 @@ import pytest
 import pytest_asyncio
 
 import tests.browser as browser  # noqa: E402
-import voice.transport_webrtc as transport_webrtc  # noqa: E402
+import voice.transports.webrtc.routes as transport_webrtc  # noqa: E402
 from tests.browser import chromium, write_wav  # noqa: E402
 from tests.harness import LiveServer  # noqa: E402
 from tests.webrtc_peer import use_loopback_ice  # noqa: E402
 from voice import create_app  # noqa: E402
 from voice.demo import DEMO_AGENTS  # noqa: E402
-from voice.transport_webrtc import mount_webrtc  # noqa: E402
+from voice.transports.webrtc import mount_webrtc  # noqa: E402
 
 from tests.speech import piper_speech, silence, wer
 from voice.local import PiperTTS, WhisperTranscriber

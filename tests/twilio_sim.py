@@ -28,7 +28,7 @@ import numpy as np
 import websockets
 from twilio.request_validator import RequestValidator
 
-from adapters.twilio import g711
+from voice.audio import g711
 from voice.providers.base import Final, SpeechStarted, Transcriber, TranscriberOptions, TranscriberSession
 
 FRAME = 160  # bytes of μ-law per 20 ms

@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
 from voice.audio import StreamResampler, resample
-from voice.webrtc_media import frame_to_mono
+from voice.transports.webrtc.media import frame_to_mono
 
 RATE = 48_000
 FRAME = 960

@@ -50,6 +50,7 @@ def _mount_telephony(app) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    """``voice serve``: the demo or an app of yours, until SIGTERM/SIGINT (which drains calls)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.app:
         module_name, _, attr = args.app.partition(":")
@@ -88,6 +89,7 @@ class DrainingServer(uvicorn.Server):
         self.voice_server = voice_server
 
     async def shutdown(self, sockets=None) -> None:
+        """Drain the calls, then let uvicorn stop."""
         if self.voice_server is not None:
             await self.voice_server.drain()
         await super().shutdown(sockets)
@@ -101,7 +103,7 @@ def read_wav(path: str) -> bytes:
     with wave.open(path, "rb") as w:
         width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
         raw = w.readframes(w.getnframes())
-    dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}.get(width)
+    dtype: str | None = {1: "u1", 2: "<i2", 4: "<i4"}.get(width)
     if dtype is None:
         raise SystemExit(f"voice call: unsupported WAV sample width {width * 8} bits")
     samples = np.frombuffer(raw, dtype=dtype).reshape(-1, channels)
@@ -113,6 +115,7 @@ def read_wav(path: str) -> bytes:
 
 
 def write_wav(path: str, pcm: bytes, rate: int) -> None:
+    """16-bit mono PCM to a WAV file."""
     with wave.open(path, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -121,6 +124,7 @@ def write_wav(path: str, pcm: bytes, rate: int) -> None:
 
 
 def ws_url(url: str) -> str:
+    """An http(s) URL as the ws(s) URL of the same place."""
     if url.startswith("http://"):
         return "ws://" + url[len("http://") :]
     if url.startswith("https://"):
@@ -203,6 +207,7 @@ async def call(url: str, pcm: bytes, *, realtime: bool = True, wait: float = 15.
 
 
 def call_command(args: argparse.Namespace) -> int:
+    """``voice call``: stream a WAV file to an agent, print what happens, save the reply audio."""
     pcm = read_wav(args.audio)
     result = asyncio.run(call(args.url, pcm, realtime=not args.fast, wait=args.wait))
     if args.out:
@@ -212,6 +217,7 @@ def call_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``voice`` command."""
     ap = argparse.ArgumentParser(prog="voice", description="Real-time voice for agents.")
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run a server (the built-in demo unless an app is given)")

@@ -1,25 +1,39 @@
-"""Server settings: constructor arguments, with environment variables as defaults (see docs/configuration.md)."""
+"""Server settings: constructor arguments, with environment variables as defaults (the README's table)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
-from .chunker import ChunkerConfig
+T = TypeVar("T")
 
 
-def _env(name: str, default, cast):
+def _env(name: str, default: T, cast: Callable[[str], T]) -> T:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
     try:
         return cast(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not a valid {cast.__name__}") from None
+        kind = getattr(cast, "__name__", "value")
+        raise ValueError(f"environment variable {name}={value!r} is not a valid {kind}") from None
 
 
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in value.split(",") if o.strip())
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """Chunk sizes in characters."""
+
+    min_chars: int = 24  # shorter sentences are merged with the next one
+    first_min_chars: int = 6  # the first chunk may be this short, to start audio sooner
+    max_chars: int = 220  # longer run-ons are split at a comma, else a space
+    first_max_chars: int = 90  # the first chunk splits at a comma sooner
+    first_clause_chars: int = 8  # the first chunk may end at a clause break (", " "; " ": ") this long; 0: never
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,8 @@ class Settings:
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
 
     @classmethod
-    def from_env(cls, **overrides) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then the environment, then ``overrides`` (None values are ignored)."""
         base = cls(
             db_path=_env("VOICE_DB", cls.db_path, str),
             history_limit=_env("VOICE_HISTORY_LIMIT", cls.history_limit, int),

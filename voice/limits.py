@@ -8,7 +8,7 @@ import time
 class TokenBucket:
     """Allows ``rate`` units per second on average, with bursts of up to ``burst`` units."""
 
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
@@ -17,6 +17,7 @@ class TokenBucket:
         self._stamp = time.monotonic()
 
     def take(self, amount: float) -> bool:
+        """Take ``amount`` units if they are available now."""
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now

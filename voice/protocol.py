@@ -41,6 +41,7 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class ClientMessage:
+    """A validated client message (``raw`` is the whole JSON object)."""
     type: str
     text: str | None = None  # text_message
     preferred_format: str | None = None  # start_call
@@ -89,14 +90,17 @@ def parse_client_message(frame: str, max_text_chars: int) -> ClientMessage:
 
 
 def welcome() -> dict[str, Any]:
+    """The first message on every connection."""
     return {"type": "welcome", "protocol_version": PROTOCOL_VERSION}
 
 
 def status(value: str) -> dict[str, Any]:
+    """The call's status changed."""
     return {"type": "status", "status": value}
 
 
 def error(message: str, code: str | None = None) -> dict[str, Any]:
+    """Something was refused or failed; ``code`` is stable and machine-readable."""
     out: dict[str, Any] = {"type": "error", "message": message}
     if code:
         out["code"] = code

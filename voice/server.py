@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse
@@ -17,13 +18,14 @@ from . import auth, protocol
 from .agent import BaseAgent
 from .auth import Authorizer
 from .config import Settings
-from .gate import Gate, Refusal
+from .engine import Runtime
 from .providers.base import Transcriber, TTSProvider
-from .runtime import Runtime
-from .transport_webrtc import mount_webrtc
-from .transport_ws import serve_websocket
+from .transports import Gate, Refusal, serve_websocket
+from .transports.webrtc import mount_webrtc
 
 log = logging.getLogger("voice")
+
+MAX_HISTORY_LIMIT = 1_000_000  # ?limit= beyond this is refused (400), never passed to the store
 
 
 class VoiceServer:
@@ -39,7 +41,7 @@ class VoiceServer:
         settings: Settings | None = None,
         authorize: Authorizer | None = None,
         warm_up: bool = True,
-        **overrides,
+        **overrides: Any,
     ) -> None:
         self.settings = settings or Settings.from_env(**overrides)
         self.runtime = Runtime(agents, self.settings, transcriber=transcriber, tts=tts)
@@ -51,6 +53,7 @@ class VoiceServer:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI | None = None) -> AsyncIterator[None]:
+        """Run the runtime for the app's lifetime."""
         await self.runtime.start(warm_up=self.warm_up)
         try:
             yield
@@ -63,7 +66,7 @@ class VoiceServer:
         self.gate.draining = True
         deadline = time.monotonic() + self.settings.drain_seconds
         while time.monotonic() < deadline:
-            if all(c.turn is None for c in self.runtime.live_calls()):  # replies generated and played out
+            if not any(c.turns.replying for c in self.runtime.live_calls()):  # replies generated and played out
                 break
             await asyncio.sleep(0.05)
         calls = self.runtime.live_calls()
@@ -89,7 +92,9 @@ class VoiceServer:
                 gate.leave(client)
 
         @self.router.get("/agents/{agent}/{instance}/messages")
-        async def agent_messages(request: Request, agent: str, instance: str, limit: int | None = None) -> dict:
+        async def agent_messages(
+            request: Request, agent: str, instance: str, limit: int | None = None
+        ) -> dict[str, Any]:
             try:
                 await gate.check(request, agent, instance)
             except Refusal as refusal:
@@ -97,30 +102,22 @@ class VoiceServer:
             key = runtime.resolve(agent)
             if key is None:
                 raise HTTPException(404, f"unknown agent {agent!r}")
-            if limit is not None and limit < 0:
-                raise HTTPException(400, "limit must be non-negative")
+            if limit is not None and not 0 <= limit <= MAX_HISTORY_LIMIT:
+                raise HTTPException(400, f"limit must be between 0 and {MAX_HISTORY_LIMIT}")
+            live = runtime.instance(key, instance)
+            if live is not None:
+                await live._transcript.flush()  # what this process has said is in the answer
             messages = await runtime.store.messages(key, instance, limit)
             return {"messages": [m.to_json() for m in messages]}
 
         @self.router.get("/healthz")
-        async def health() -> dict:
+        async def health() -> dict[str, Any]:
             return {
                 "ok": not gate.draining,
                 "agents": sorted(runtime.agents),
                 "connections": gate.active,
                 "tasks": len(asyncio.all_tasks()),  # for leak checks (bench/soak.py)
             }
-
-
-def mount_target(target: VoiceServer | FastAPI, what: str) -> tuple[VoiceServer, APIRouter]:
-    """For add-ons that mount routes (WebRTC, Twilio): the server whose runtime serves the calls, and the router
-    that gets the routes, from a :class:`VoiceServer` or an app made by :func:`create_app`."""
-    if isinstance(target, VoiceServer):
-        return target, target.router
-    server = getattr(getattr(target, "state", None), "voice", None)
-    if isinstance(target, FastAPI) and isinstance(server, VoiceServer):
-        return server, target.router
-    raise TypeError(f"{what} needs a VoiceServer, or an app made by voice.create_app")
 
 
 async def deny(websocket: WebSocket, refusal: Refusal) -> None:

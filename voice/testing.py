@@ -44,6 +44,7 @@ def fake_speech_frame(kind: str, text: str = "", samples: int = 320) -> bytes:
 
 
 class FakeSession(TranscriberSession):
+    """A session that reads commands from marker frames."""
     def __init__(self, options: TranscriberOptions, default_text: str, emit_speech_start: bool) -> None:
         self.options = options
         self.default_text = default_text
@@ -52,6 +53,7 @@ class FakeSession(TranscriberSession):
         self.closed = False
 
     def feed(self, pcm: bytes) -> None:
+        """Read a marker frame's command, if any."""
         self.fed_bytes += len(pcm)
         if pcm[:8] != MARKER:
             return
@@ -74,6 +76,7 @@ class FakeSession(TranscriberSession):
             self.options.on_event(Final(text, speech_ended_at=time.monotonic()))
 
     async def close(self) -> None:
+        """Mark the session closed."""
         self.closed = True
 
 
@@ -87,6 +90,7 @@ class FakeTranscriber(Transcriber):
         self.sessions: list[FakeSession] = []
 
     async def create_session(self, options: TranscriberOptions) -> FakeSession:
+        """A new fake session (after ``start_delay``)."""
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
         session = FakeSession(options, self.default_text, self.emits_speech_start)
@@ -108,12 +112,14 @@ class FakeTTS(TTSProvider):
         self.spoken: list[str] = []
 
     def audio_for(self, text: str, sample_rate: int | None = None) -> bytes:
+        """The tone for ``text`` at ``sample_rate``."""
         rate = sample_rate or self.sample_rate
         n = max(1, int(len(text) * self.seconds_per_char * rate))
         t = np.arange(n) / rate
         return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
 
     async def synthesize(self, text, cancel=None, *, encoding="pcm16", sample_rate=None) -> AudioChunk:
+        """A tone as long as the text (after ``delay``); raises on ``fail_on``."""
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_on and self.fail_on in text:

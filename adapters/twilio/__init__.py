@@ -11,7 +11,7 @@ See adapters/twilio/README.md.
 
 from .output import TwilioOutput
 from .routes import maybe_mount_twilio, mount_twilio, twiml
-from .transport import StreamConfig, TwilioPeer, TwilioStream, serve_twilio_stream
+from .stream import StreamConfig, TwilioPeer, TwilioStream, serve_twilio_stream
 
 __all__ = [
     "StreamConfig",

@@ -6,7 +6,7 @@ ahead: :meth:`TwilioOutput.write` queues audio locally and a pacer task sends 20
 ``lead`` seconds are buffered at Twilio. A barge-in drops the local queue and ``clear``s at most ``lead`` seconds
 at Twilio, so the caller stops hearing the agent within a network round trip.
 
-Timeline bookkeeping (see :mod:`voice.playback`): positions are 8 kHz sample counts. After each chunk, and every
+Timeline bookkeeping (see :mod:`voice.reply.output`): positions are 8 kHz sample counts. After each chunk, and every
 ``mark_every`` seconds within one, a ``mark`` named ``"<epoch>:<position>"`` follows the media. Twilio echoes a mark
 when playback reaches it — or, after a ``clear``, immediately for every mark still pending, which does *not* mean
 played (reference §1.7). So a ``clear`` starts a new epoch first, and echoes of older epochs are ignored.
@@ -26,10 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
-from voice.audio import AudioChunk, StreamResampler
-from voice.playback import AudioOutput
-
-from . import g711
+from voice.audio import AudioChunk, RateAdapter, g711
+from voice.reply import AudioOutput
 
 log = logging.getLogger("voice.twilio")
 
@@ -41,13 +39,18 @@ MAX_BACKLOG = 120.0  # seconds of accepted audio not yet sent before write() wai
 class MediaSink(Protocol):
     """Where the output's messages go (the peer's ordered writer)."""
 
-    closed: bool
+    @property
+    def closed(self) -> bool:
+        """Whether nothing more can be sent."""
 
-    def send_media(self, mulaw: bytes) -> None: ...
+    def send_media(self, mulaw: bytes) -> None:
+        """Agent audio (μ-law 8 kHz, one 20 ms frame)."""
 
-    def send_mark(self, name: str) -> None: ...
+    def send_mark(self, name: str) -> None:
+        """A mark to be echoed once the audio before it has played."""
 
-    def send_clear(self) -> None: ...
+    def send_clear(self) -> None:
+        """Drop the audio buffered at Twilio."""
 
 
 class TwilioOutput(AudioOutput):
@@ -80,8 +83,8 @@ class TwilioOutput(AudioOutput):
         self._wake = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
-        self._pacer: asyncio.Task | None = None
-        self._resampler: StreamResampler | None = None
+        self._pacer: asyncio.Task[None] | None = None
+        self._resampler = RateAdapter(RATE)
         # counters, for tests and debugging
         self.marks_sent = 0
         self.marks_played = 0
@@ -92,6 +95,7 @@ class TwilioOutput(AudioOutput):
 
     @property
     def written(self) -> int:
+        """Samples accepted (8 kHz)."""
         return self._written
 
     async def write(self, chunk: AudioChunk) -> None:
@@ -102,7 +106,7 @@ class TwilioOutput(AudioOutput):
         data = self._to_mulaw(chunk)
         if not data or self.sink.closed:
             return
-        while self._queued_bytes > MAX_BACKLOG * RATE and not self.sink.closed:
+        while self._queued_bytes > MAX_BACKLOG * RATE and not self.sink.closed:  # noqa: ASYNC110 - rare backpressure
             await asyncio.sleep(0.1)
         self._written += len(data)
         self._queue.append((bytearray(data), self._written))
@@ -113,6 +117,7 @@ class TwilioOutput(AudioOutput):
             self._pacer = asyncio.create_task(self._pace(), name="twilio-pacer")
 
     def played(self) -> int:
+        """The last echoed mark plus real time since, capped by what Twilio can have played of what was sent."""
         now = self.clock()
         by_send_time = self._sent - max(0.0, self._end_time - now) * RATE
         by_echo = self._echo_pos + (now - self._echo_time) * RATE
@@ -131,6 +136,7 @@ class TwilioOutput(AudioOutput):
         self._end_time = now
         self._echo_pos, self._echo_time = self._written, now
         self._since_mark = 0
+        self.progressed()
         return heard
 
     async def drain(self) -> None:
@@ -196,6 +202,7 @@ class TwilioOutput(AudioOutput):
         self.marks_played += 1
         if pos > self._echo_pos:
             self._echo_pos, self._echo_time = pos, self.clock()
+            self.progressed()
 
     def queued_seconds(self) -> float:
         """Estimated seconds of audio buffered at Twilio."""
@@ -218,8 +225,5 @@ class TwilioOutput(AudioOutput):
         else:
             log.warning("dropping audio in unsupported encoding %r", chunk.encoding)
             return b""
-        if rate != RATE:  # the turn resamples to sample_rate already; this is for direct callers
-            if self._resampler is None or self._resampler.in_rate != rate:
-                self._resampler = StreamResampler(rate, RATE)
-            pcm = self._resampler.process(pcm)
+        pcm = self._resampler.process(pcm, rate)  # the reply resamples already; this is for direct callers
         return g711.encode_array(np.frombuffer(pcm, dtype="<i2")).tobytes()

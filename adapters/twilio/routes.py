@@ -8,13 +8,13 @@ import os
 import re
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi import APIRouter, Request, Response, WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
-from voice.server import VoiceServer, mount_target
+from voice.transports import include_first, mount_target
 
 from .signature import call_token, http_url, parse_form, stream_url, valid_signature
-from .transport import StreamConfig, serve_twilio_stream
+from .stream import StreamConfig, serve_twilio_stream
 
 log = logging.getLogger("voice.twilio")
 
@@ -24,7 +24,7 @@ _PHONE = re.compile(r"^\+?[0-9]{5,16}$")
 
 
 def mount_twilio(
-    server: VoiceServer | FastAPI,
+    server: Any,
     *,
     agent: str = "assistant",
     public_url: str | None = None,
@@ -110,13 +110,7 @@ def mount_twilio(
         await websocket.accept()
         await serve_twilio_stream(websocket, runtime, config)
 
-    before = len(router.routes)
-    router.include_router(routes)
-    if router is not voice_server.router:
-        # an app: go before any catch-all mount (create_app's static files at "/" would swallow the webhook)
-        added = router.routes[before:]
-        del router.routes[before:]
-        router.routes[0:0] = added
+    include_first(router, routes)  # before any catch-all mount (create_app's static files at "/")
     log.info("Twilio: webhook %s, stream %s, agent %r", http_url(public_url, voice_path), ws_url, agent)
     return True
 
@@ -134,7 +128,7 @@ def twiml(ws_url: str, parameters: dict[str, Any]) -> str:
     return str(response)
 
 
-def maybe_mount_twilio(server: VoiceServer | FastAPI, agent: str | None = None) -> bool:
+def maybe_mount_twilio(server: Any, agent: str | None = None) -> bool:
     """For ``voice serve``: mount the Twilio routes when ``TWILIO_AUTH_TOKEN`` is set (``VOICE_PUBLIC_URL`` is then
     required). The agent is ``agent``, else ``VOICE_TWILIO_AGENT``, else the only agent served, else "assistant";
     ``VOICE_TWILIO_INSTANCE`` may be ``call_sid`` (default) or ``caller``."""

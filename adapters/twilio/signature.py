@@ -50,9 +50,11 @@ class FormParams:
         return name in self._items
 
     def getall(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
         return list(self._items[name])
 
     def get(self, name: str, default: str = "") -> str:
+        """The first value of ``name`` (``default`` if absent)."""
         values = self._items.get(name)
         return values[0] if values else default
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 import time
 from collections import deque
@@ -30,9 +31,18 @@ from typing import Any
 import numpy as np
 
 from ..audio import StreamResampler
-from ..providers.base import EagerFinal, Final, Interim, SpeechStarted, Transcriber, TranscriberError, TranscriberEvent
-from ..providers.base import TurnResumed
-from ..providers.base import TranscriberOptions, TranscriberSession
+from ..providers.base import (
+    EagerFinal,
+    Final,
+    Interim,
+    SpeechStarted,
+    Transcriber,
+    TranscriberError,
+    TranscriberEvent,
+    TranscriberOptions,
+    TranscriberSession,
+    TurnResumed,
+)
 from ._pool import shared_executor
 from .whisper_model import CHUNK, RATE, Decoded, _load_runtime, _Runtime, is_hallucination, resolve_model_path
 
@@ -86,6 +96,7 @@ class WhisperTranscriber(Transcriber):
         await asyncio.wrap_future(job)
 
     async def create_session(self, options: TranscriberOptions) -> TranscriberSession:
+        """A session for one call (per-call settings from ``options.extra``)."""
         runtime = await self._ensure_loaded()
         fields = {f.name for f in dataclasses.fields(WhisperSettings)}
         settings = dataclasses.replace(self.settings, **{k: v for k, v in options.extra.items() if k in fields})
@@ -133,6 +144,7 @@ class WhisperSession(TranscriberSession):
     # -- audio in --
 
     def feed(self, pcm: bytes) -> None:
+        """Buffer audio and run the VAD; model work is queued, never done here."""
         if self._closed or not pcm:
             return
         now = time.monotonic()
@@ -191,7 +203,7 @@ class WhisperSession(TranscriberSession):
             ):
                 utt.early = self._submit(EARLY, bytes(utt.audio), None)
                 if s.eager_final:
-                    utt.early.add_done_callback(lambda job, utt=utt: self._eager(utt, job))
+                    utt.early.add_done_callback(functools.partial(self._eager, utt))
             # Sound that Silero is not yet sure about may be speech resuming (its onset lags a chunk or two):
             # give it one more chunk before ending the turn, so a 350 ms pause is never cut.
             hold = loud.size > 0 and prob >= 0.2 and silence_ms < s.end_silence_ms + CHUNK_MS
@@ -327,6 +339,7 @@ class WhisperSession(TranscriberSession):
             await asyncio.wait(pending)
 
     async def close(self) -> None:
+        """Stop: drop queued model work and emit nothing more."""
         if self._closed:
             return
         self._closed = True

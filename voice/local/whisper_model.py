@@ -45,6 +45,7 @@ def resolve_model_path(model_path: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Decoded:
+    """One decode: the text and Whisper's confidence in it."""
     text: str
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0

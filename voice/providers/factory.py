@@ -25,12 +25,14 @@ def _need_key(what: str) -> None:
 
 
 def make_transcriber(name: str | None = None) -> Transcriber:
+    """The STT called ``name`` (default ``VOICE_STT`` or local); raises ProviderConfigError naming what is missing."""
     name = (name or os.environ.get("VOICE_STT") or "local").lower()
     if name == "local":
         try:
             from ..local import WhisperTranscriber
         except ImportError as exc:
-            raise ProviderConfigError(f"the offline STT needs the [local] extra: pip install 'voice[local]' ({exc})")
+            raise ProviderConfigError(
+                f"the offline STT needs the [local] extra: pip install 'voice[local]' ({exc})") from None
         return WhisperTranscriber()
     if name == "flux":
         _need_key("--stt flux")
@@ -46,12 +48,14 @@ def make_transcriber(name: str | None = None) -> Transcriber:
 
 
 def make_tts(name: str | None = None) -> TTSProvider:
+    """The TTS called ``name`` (default ``VOICE_TTS`` or local); raises ProviderConfigError naming what is missing."""
     name = (name or os.environ.get("VOICE_TTS") or "local").lower()
     if name == "local":
         try:
             from ..local import PiperTTS
         except ImportError as exc:
-            raise ProviderConfigError(f"the offline TTS needs the [local] extra: pip install 'voice[local]' ({exc})")
+            raise ProviderConfigError(
+                f"the offline TTS needs the [local] extra: pip install 'voice[local]' ({exc})") from None
         return PiperTTS()
     if name == "aura":
         _need_key("--tts aura")

@@ -15,10 +15,10 @@ key becomes a fatal :class:`~voice.providers.base.TranscriberError` whose messag
 """
 
 from ._common import DeepgramAuthError, DeepgramConfig, DeepgramError
-from .streaming import StreamSettings
 from .aura import AuraTTS
 from .flux import FluxTranscriber
 from .nova import NovaTranscriber
+from .streaming import StreamSettings
 
 __all__ = [
     "AuraTTS",

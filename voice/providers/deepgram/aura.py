@@ -111,7 +111,7 @@ class _SpeakSocket:
                     log.warning("Deepgram Aura warning %s: %s", data.get("code"), str(data.get("description"))[:200])
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a provider failure is reported, never fatal
             reason = describe_exception(exc)
         finally:
             self.dead = True
@@ -119,7 +119,7 @@ class _SpeakSocket:
             if self.queue is not None:
                 self.queue.put_nowait(_Closed(reason))
 
-    async def aclose(self, timeout: float = 2.0) -> None:
+    async def aclose(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 - bounds the close handshake only
         self.dead = True
         self.reader.cancel()
         with contextlib.suppress(Exception):
@@ -190,6 +190,7 @@ class AuraTTS(TTSProvider):
     async def synthesize(
         self, text: str, cancel: asyncio.Event | None = None, *, encoding: str = "pcm16", sample_rate: int | None = None
     ) -> AudioChunk:
+        """All of ``text`` as one chunk."""
         rate = sample_rate or self._default_rate(encoding)
         parts = [c.data async for c in self.stream(text, cancel, encoding=encoding, sample_rate=rate)]
         return AudioChunk(b"".join(parts), rate, encoding)
@@ -197,6 +198,7 @@ class AuraTTS(TTSProvider):
     async def stream(
         self, text: str, cancel: asyncio.Event | None = None, *, encoding: str = "pcm16", sample_rate: int | None = None
     ) -> AsyncIterator[AudioChunk]:
+        """Audio for ``text`` as it arrives (WebSocket; REST when the socket cannot be used)."""
         rate = sample_rate or self._default_rate(encoding)
         if (encoding, rate) not in self.formats:
             raise ValueError(f"Aura cannot produce {encoding} at {rate} Hz")
@@ -206,7 +208,7 @@ class AuraTTS(TTSProvider):
         attempts = 3 if self.use_websocket and time.monotonic() >= self._ws_down_until else 0
         for attempt in range(1, attempts + 1):
             try:
-                async with contextlib.aclosing(self._stream_ws(text, cancel, encoding, rate)) as chunks:
+                async with contextlib.aclosing(self._stream_ws(text, cancel, encoding, rate)) as chunks:  # type: ignore[type-var]
                     async for chunk in chunks:
                         yield chunk
                 return
@@ -216,7 +218,7 @@ class AuraTTS(TTSProvider):
                 self._ws_down_until = time.monotonic() + self.ws_retry_after
                 log.warning("Deepgram Aura WebSocket failed (%s); using REST", exc)
                 break
-        async with contextlib.aclosing(self._stream_rest(text, cancel, encoding, rate)) as chunks:
+        async with contextlib.aclosing(self._stream_rest(text, cancel, encoding, rate)) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 yield chunk
 
@@ -226,10 +228,11 @@ class AuraTTS(TTSProvider):
             return
         try:
             self._release(await self._acquire("linear16", self.sample_rate))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a provider failure is reported, never fatal
             log.warning("Deepgram Aura warm-up failed: %s", self._holder.config.redact(str(exc)))
 
     async def close(self) -> None:
+        """Close the pooled sockets."""
         for task in list(self._resets):
             task.cancel()
         sockets = [s for pool in self._pool.values() for s in pool]
@@ -295,7 +298,7 @@ class AuraTTS(TTSProvider):
             sock = await self._acquire(dg_encoding, rate)
         except DeepgramAuthError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a provider failure is reported, never fatal
             status = api_error_status(exc)
             if status in (401, 403):
                 raise DeepgramAuthError(status_message(status, "Aura TTS"), status=status) from None
@@ -313,7 +316,7 @@ class AuraTTS(TTSProvider):
                     await sock.sock.send_text(SpeakV1Text(type="Speak", text=piece))
                 await sock.sock.send_flush()
                 sock.flushes.append(time.monotonic())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a provider failure is reported, never fatal
                 raise _WSFailed(describe_exception(exc), reused=sock.uses > 0) from None
             reader = _Reader(queue, self.first_audio_timeout, self.chunk_timeout, encoding)
             while True:
@@ -357,7 +360,7 @@ class AuraTTS(TTSProvider):
         except asyncio.CancelledError:
             await sock.aclose()
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a provider failure is reported, never fatal
             await sock.aclose()
             return
         self._release(sock)
@@ -383,7 +386,7 @@ class AuraTTS(TTSProvider):
                 queue.put_nowait(_FLUSHED)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a provider failure is reported, never fatal
                 queue.put_nowait(exc)
 
         producer = asyncio.create_task(produce())

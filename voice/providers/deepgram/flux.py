@@ -107,6 +107,7 @@ class FluxTranscriber(Transcriber):
         }
 
     async def create_session(self, options: TranscriberOptions) -> TranscriberSession:
+        """A Flux session for one call."""
         session = FluxSession(self._holder, options, self.settings, self.query(options))
         session.start()
         return session

@@ -99,6 +99,7 @@ class NovaTranscriber(Transcriber):
         }
 
     async def create_session(self, options: TranscriberOptions) -> TranscriberSession:
+        """A Nova-3 session for one call."""
         session = NovaSession(self._holder, options, self.settings, self.query(options))
         session.start()
         return session

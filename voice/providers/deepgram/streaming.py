@@ -175,20 +175,24 @@ class StreamingSession(TranscriberSession):
     # --- TranscriberSession ---------------------------------------------------------------------------------
 
     def feed(self, pcm: bytes) -> None:
+        """Queue audio (replayed after a reconnect if not yet transcribed)."""
         if self._closed or self._dead or not pcm:
             return
         self._buf.feed(pcm, time.monotonic())
         self._wake.set()
 
     async def wait_until_ready(self) -> None:
+        """Until the first socket is open."""
         await self._ready.wait()
 
     async def commit(self) -> None:
+        """Ask Deepgram to finish the utterance now."""
         if not (self._closed or self._dead):
             self._controls.append("commit")
             self._wake.set()
 
     async def close(self) -> None:
+        """Close the socket and stop reconnecting."""
         if self._closed:
             return
         self._closed = True
@@ -232,7 +236,7 @@ class StreamingSession(TranscriberSession):
     def _emit(self, event: Any) -> None:
         try:
             self._options.on_event(event)
-        except Exception:  # a faulty callback must not kill the receiver
+        except Exception:  # noqa: BLE001 - a faulty callback must not kill the receiver
             log.exception("%s: on_event raised", self.what)
 
     def _mark_ready(self, conn: _Conn) -> None:
@@ -285,7 +289,7 @@ class StreamingSession(TranscriberSession):
             except asyncio.CancelledError:
                 await self._close_stack(stack)
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - classified below: fatal or retried
                 status = api_error_status(exc)
                 if status in FATAL_STATUSES:
                     await self._close_stack(stack)

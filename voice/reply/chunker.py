@@ -8,7 +8,10 @@ at the end. A boundary is only decided once the text after it is known, so a chu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from ..config import ChunkerConfig
+
+__all__ = ["ChunkerConfig", "SentenceChunker"]
 
 # Lower-cased abbreviations (without their final period) after which a period never ends a sentence.
 NEVER_FINAL = frozenset(
@@ -22,17 +25,6 @@ TERMINATORS = ".!?…"
 CLOSERS = "\"')]}»”’"
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 _LIST_MARKER_LINE = re.compile(r"(?:^|\n)\s*\d{1,3}$")
-
-
-@dataclass(frozen=True)
-class ChunkerConfig:
-    """Chunk sizes in characters."""
-
-    min_chars: int = 24  # shorter sentences are merged with the next one
-    first_min_chars: int = 6  # the first chunk may be this short, to start audio sooner
-    max_chars: int = 220  # longer run-ons are split at a comma, else a space
-    first_max_chars: int = 90  # the first chunk splits at a comma sooner
-    first_clause_chars: int = 8  # the first chunk may end at a clause break (", " "; " ": ") this long; 0: never
 
 
 class SentenceChunker:
@@ -105,10 +97,10 @@ class SentenceChunker:
                     return i + 1
                 i += 1
                 continue
-            if ch in ",;:" and self._emitted == 0 and self.config.first_clause_chars:
-                # a clause break is certain once the space after it is seen ("3:45" and "1,000" have none)
-                if i + 1 < n and buf[i + 1] == " " and len(buf[: i + 1].strip()) >= self.config.first_clause_chars:
-                    return i + 1
+            # a clause break is certain once the space after it is seen ("3:45" and "1,000" have none)
+            first_clause = ch in ",;:" and self._emitted == 0 and self.config.first_clause_chars
+            if first_clause and i + 1 < n and buf[i + 1] == " " and len(buf[: i + 1].strip()) >= first_clause:
+                return i + 1
             if ch not in TERMINATORS:
                 i += 1
                 continue

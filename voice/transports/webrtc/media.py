@@ -1,6 +1,6 @@
-"""Audio for the WebRTC transport: the agent's outgoing track, its :class:`~voice.playback.AudioOutput`, and the
+"""Audio for the WebRTC transport: the agent's outgoing track, its :class:`~voice.reply.AudioOutput`, and the
 conversion of incoming Opus frames to engine PCM. Needs ``aiortc`` (``pip install 'voice[webrtc]'``); imported
-only by :mod:`voice.transport_webrtc` when a peer connects.
+only when a peer connects.
 
 Outgoing: :class:`WebRTCOutput` queues agent audio (48 kHz mono int16); :class:`AgentAudioTrack` is pulled by
 aiortc's RTP sender and hands out one 20 ms frame per call of :meth:`AgentAudioTrack.recv`, paced by the clock,
@@ -19,14 +19,14 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from .audio import ENGINE_RATE, AudioChunk, StreamResampler
-from .playback import AudioOutput
+from ...audio import ENGINE_RATE, AudioChunk, RateAdapter
+from ...reply import AudioOutput
 
 log = logging.getLogger("voice.webrtc")
 
@@ -54,19 +54,17 @@ class WebRTCOutput(AudioOutput):
         self._written = 0
         self._consumed = 0  # timeline position of the first queued sample
         self._attached = False
-        self._resampler: StreamResampler | None = None
+        self._resampler = RateAdapter(RATE)
         self.emitted_frames = 0  # counters, for tests and benchmarks
         self.audio_frames = 0  # frames that carried agent audio
 
     @property
-    def written(self) -> int:
-        return self._written
-
-    @property
     def attached(self) -> bool:
+        """Whether a track pulls this output's audio."""
         return self._attached
 
     def attach(self) -> None:
+        """A track will pull the audio."""
         self._attached = True
 
     def detach(self) -> None:
@@ -74,19 +72,24 @@ class WebRTCOutput(AudioOutput):
         self._attached = False
         self._buffer.clear()
         self._consumed = self._written
+        self.progressed()
 
     def queued_samples(self) -> int:
+        """Samples waiting for the track."""
         return len(self._buffer) // 2
 
+    @property
+    def written(self) -> int:
+        """Samples written (48 kHz)."""
+        return self._written
+
     async def write(self, chunk: AudioChunk) -> None:
+        """Queue audio for the track (resampled to 48 kHz if needed)."""
         if chunk.encoding != "pcm16":
             log.warning("dropping audio in unsupported encoding %r", chunk.encoding)
             return
-        data = chunk.data[: len(chunk.data) & ~1]
-        if chunk.sample_rate != RATE:  # the turn resamples to sample_rate already; this is for direct callers
-            if self._resampler is None or self._resampler.in_rate != chunk.sample_rate:
-                self._resampler = StreamResampler(chunk.sample_rate, RATE)
-            data = self._resampler.process(data)
+        # the reply resamples to sample_rate already; this is for direct callers
+        data = self._resampler.process(chunk.data[: len(chunk.data) & ~1], chunk.sample_rate)
         samples = len(data) // 2
         self._written += samples
         if self._attached:
@@ -95,15 +98,19 @@ class WebRTCOutput(AudioOutput):
             self._consumed = self._written
 
     def played(self) -> int:
+        """Exactly what the track has emitted (plus what was cleared)."""
         return self._consumed
 
     def is_playing(self) -> bool:
+        """Whether queued audio remains."""
         return self._consumed < self._written
 
     async def clear(self) -> int:
+        """Drop what the track has not emitted."""
         heard = self._consumed
         self._buffer.clear()
         self._consumed = self._written
+        self.progressed()
         return heard
 
     def take_frame(self) -> tuple[bytes, bool]:
@@ -118,6 +125,8 @@ class WebRTCOutput(AudioOutput):
         self.audio_frames += 1
         if len(data) < FRAME_BYTES:
             data += bytes(FRAME_BYTES - len(data))
+        if not buffer:
+            self.progressed()  # all of it has been played
         return data, True
 
 
@@ -136,6 +145,7 @@ class AgentAudioTrack(MediaStreamTrack):
         AgentAudioTrack.live.add(self)
 
     async def recv(self) -> AudioFrame:
+        """The next 20 ms frame, when its time comes."""
         if self.readyState != "live":
             raise MediaStreamError
         now = self.clock()
@@ -159,13 +169,14 @@ class AgentAudioTrack(MediaStreamTrack):
         return frame
 
     def stop(self) -> None:
+        """End the track."""
         super().stop()
         AgentAudioTrack.live.discard(self)
 
 
-def frame_to_mono(frame: AudioFrame) -> np.ndarray:
+def frame_to_mono(frame: AudioFrame) -> np.ndarray[Any, Any]:
     """Any decoded audio frame → mono int16 samples at ``frame.sample_rate``."""
-    data = frame.to_ndarray()
+    data: np.ndarray[Any, Any] = frame.to_ndarray()
     channels = max(1, len(frame.layout.channels))
     if frame.format.is_planar:
         data = data.reshape(channels, -1)
@@ -190,17 +201,16 @@ async def read_track(
     track: MediaStreamTrack, on_pcm: Callable[[bytes], None], on_frame: Callable[[], None] | None = None
 ) -> None:
     """Pull frames from a remote audio track until it ends; hand 16 kHz mono int16 PCM to ``on_pcm``."""
-    resampler: StreamResampler | None = None
+    resampler = RateAdapter(ENGINE_RATE)
     while True:
         try:
             frame = await track.recv()
         except MediaStreamError:
             return
+        if not isinstance(frame, AudioFrame):
+            continue
         if on_frame is not None:
             on_frame()
-        rate = frame.sample_rate
-        if resampler is None or resampler.in_rate != rate:
-            resampler = StreamResampler(rate, ENGINE_RATE)
-        pcm = resampler.process(frame_to_mono(frame).tobytes())
+        pcm = resampler.process(frame_to_mono(frame).tobytes(), frame.sample_rate)
         if pcm:
             on_pcm(pcm)

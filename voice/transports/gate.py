@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from .auth import AuthError, Authorizer, origin_allowed
-from .config import Settings
+from ..auth import AuthError, Authorizer, origin_allowed
+from ..config import Settings
 
 log = logging.getLogger("voice.gate")
 
@@ -29,6 +29,7 @@ class Refusal(Exception):
 
 
 class Gate:
+    """Admission for every entry point: authorization, Origin, connection counts, draining."""
     def __init__(self, settings: Settings, authorize: Authorizer | None) -> None:
         self.settings = settings
         self.authorize = authorize
@@ -67,6 +68,7 @@ class Gate:
         return principal, client
 
     def leave(self, client: str) -> None:
+        """A connection admitted by :meth:`admit` ended: free its slot."""
         self.active -= 1
         self._per_client[client] -= 1
         if self._per_client[client] <= 0:

@@ -1,6 +1,6 @@
-"""One WebRTC peer connection (see :mod:`voice.transport_webrtc`): its :class:`~voice.call.Call`, the agent's
-track, the ``voice`` data channel, the reader and watchdog tasks, and a teardown that leaves nothing behind.
-Needs aiortc; imported when the first offer arrives.
+"""One WebRTC peer connection: the agent's track, the ``voice`` data channel, the caller's track, and a teardown that
+leaves nothing behind. The call itself is the shared :class:`~voice.transports.session.Connection`'s. Needs aiortc;
+imported when the first offer arrives.
 """
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from . import protocol
-from .call import Call, Peer
-from .transport_webrtc import OfferError
-from .webrtc_media import AgentAudioTrack, WebRTCOutput, read_track
-
-if TYPE_CHECKING:
-    from .agent import BaseAgent
-    from .transport_webrtc import WebRTCGateway
+from ... import protocol
+from ..._aio import TaskSet
+from ...agent import BaseAgent
+from ...engine import Call, Peer, Runtime
+from ..session import Connection
+from .media import AgentAudioTrack, WebRTCOutput, read_track
+from .options import OfferError, WebRTCOptions
 
 log = logging.getLogger("voice.webrtc")
 
@@ -40,6 +40,7 @@ class WebRTCPeer(Peer):
         self._pending: list[str] = []
 
     def send_json(self, message: dict[str, Any]) -> None:
+        """Send on the data channel, or queue until it opens."""
         if self.closed:
             return
         if message.get("type") == "audio_config":
@@ -57,43 +58,70 @@ class WebRTCPeer(Peer):
         channel.send(text)
 
     def attach_channel(self, channel: Any) -> None:
+        """The data channel opened: send what was queued."""
         self.channel = channel
         pending, self._pending = self._pending, []
         for text in pending:
             channel.send(text)
 
     async def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "") -> None:
+        """Tell the client (a ``close`` message), then tear the peer connection down."""
         await self.session.close(code, reason)
 
 
 class WebRTCSession:
-    """One peer connection: its Call, tracks, data channel and background tasks, and their teardown."""
+    """One peer connection. ``on_closing(session, task)`` is told when its teardown starts."""
 
     def __init__(
-        self, gateway: WebRTCGateway, agent: BaseAgent, query: dict[str, str], auto_start: bool, principal: Any = None
+        self,
+        runtime: Runtime,
+        options: WebRTCOptions,
+        query: Mapping[str, str],
+        auto_start: bool,
+        principal: Any,
+        on_closing: Callable[[WebRTCSession, asyncio.Task[None]], None],
     ) -> None:
-        self.gateway = gateway
-        self.agent = agent
+        self.options = options
         self.auto_start = auto_start
         self.created = time.monotonic()
         self.connected = False
         self.last_media: float | None = None  # monotonic time of the last incoming audio frame
-        ice = [RTCIceServer(**server) for server in gateway.options.ice_servers]
+        ice = [RTCIceServer(**server) for server in options.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice or None))
         self.output = WebRTCOutput()
         self.track: AgentAudioTrack = AgentAudioTrack(self.output)
         self.peer = WebRTCPeer(self, self.output)
-        self.call = Call(
-            agent, self.peer, gateway.runtime.settings, query=query, call_id=query.get("_pk"), principal=principal
-        )
+        self.connection = Connection(runtime, self.peer, query=query, principal=principal)
         self.reason = ""
+        self._on_closing = on_closing
         self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._tasks: set[asyncio.Task] = set()
-        self._reader: asyncio.Task | None = None
-        self._close_task: asyncio.Task | None = None
+        self._tasks = TaskSet("webrtc session")
+        self._reader: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def call(self) -> Call:
+        """The call on this peer connection (after :meth:`open`)."""
+        assert self.connection.call is not None
+        return self.connection.call
+
+    @property
+    def agent(self) -> BaseAgent:
+        """The agent instance (after :meth:`open`)."""
+        assert self.connection.agent is not None
+        return self.connection.agent
+
+    @property
+    def id(self) -> str:
+        """The call's id."""
+        return self.connection.call.id if self.connection.call is not None else "?"
+
+    async def open(self, agent_name: str, instance: str) -> bool:
+        """Acquire the agent instance and create the call; False for an unknown agent."""
+        return await self.connection.open(agent_name, instance) is not None
 
     # --- negotiation --------------------------------------------------------------------------------------------
 
@@ -118,18 +146,16 @@ class WebRTCSession:
             self.output.attach()
         else:
             self.track.stop()  # the client receives no audio from us: writes play instantly
-        self.call.send(protocol.welcome())  # both leave when the data channel opens
-        self.call.send(protocol.status("idle"))
-        self._spawn(self._watchdog())
-        self._spawn(self._consume())
-        return self.pc.localDescription.sdp
+        self._tasks.spawn(self._watchdog())
+        self._tasks.spawn(self._consume())
+        return str(self.pc.localDescription.sdp)
 
     # --- events -------------------------------------------------------------------------------------------------
 
     def _on_track(self, track: Any) -> None:
         if track.kind != "audio" or self._reader is not None:
             return
-        self._reader = self._spawn(read_track(track, self.call.handle_audio, self._on_media))
+        self._reader = self._tasks.spawn(read_track(track, self.connection.receive_audio, self._on_media))
 
     def _on_media(self) -> None:
         self.last_media = time.monotonic()
@@ -143,9 +169,9 @@ class WebRTCSession:
         def on_message(message: Any) -> None:
             if isinstance(message, str):
                 self._inbox.put_nowait(message)
-            else:
-                self.call.send_error("binary data channel messages are not accepted; audio goes on the track",
-                                     "bad_message")
+            elif self.connection.call is not None:
+                self.connection.call.send_error(
+                    "binary data channel messages are not accepted; audio goes on the track", "bad_message")
 
         @channel.on("close")
         def on_close() -> None:
@@ -174,12 +200,12 @@ class WebRTCSession:
         """Client messages, strictly in order (as the WebSocket reads them)."""
         while (text := await self._inbox.get()) is not None:
             try:
-                await self.call.handle_text(text)
+                await self.connection.receive_text(text)
             except Exception:
-                log.exception("message handling failed on %s", self.call.id)
+                log.exception("message handling failed on %s", self.id)
 
     async def _watchdog(self) -> None:
-        options = self.gateway.options
+        options = self.options
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
@@ -190,48 +216,36 @@ class WebRTCSession:
                 self.close_soon(None, "no audio from the peer")
                 return
 
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # --- teardown -----------------------------------------------------------------------------------------------
 
-    def close_soon(self, code: int | None, reason: str) -> asyncio.Task:
+    def close_soon(self, code: int | None, reason: str) -> asyncio.Task[None]:
         """Start the teardown (once); ``code``: tell the client first with a ``close`` message."""
         if self._close_task is None:
             self._close_task = asyncio.create_task(self._teardown(code, reason))
-            self.gateway._closing.add(self._close_task)
-            self._close_task.add_done_callback(self.gateway._closing.discard)
+            self._on_closing(self, self._close_task)
         return self._close_task
 
     async def close(self, code: int | None = protocol.CLOSE_NORMAL, reason: str = "") -> None:
+        """Tear down and wait for it."""
         await asyncio.shield(self.close_soon(code, reason))
 
     async def _teardown(self, code: int | None, reason: str) -> None:
         self.reason = reason
-        log.info("WebRTC %s closing: %s", self.call.id, reason)
+        log.info("WebRTC %s closing: %s", self.id, reason)
         channel = self.peer.channel
         try:
             if code is not None and channel is not None and channel.readyState == "open":
                 channel.send(json.dumps({"type": "close", "code": code, "reason": reason}))
-                deadline = time.monotonic() + self.gateway.options.close_grace
-                while channel.bufferedAmount and time.monotonic() < deadline:
+                deadline = time.monotonic() + self.options.close_grace
+                while channel.bufferedAmount and time.monotonic() < deadline:  # noqa: ASYNC110 - aiortc has no event
                     await asyncio.sleep(0.02)
                 await asyncio.sleep(0.05)  # SCTP hands it to DTLS asynchronously
             self.peer.closed = True
             self.output.detach()  # ends any wait for playout
             self.track.stop()
-            await self.call.close()
-            current = asyncio.current_task()
+            await self.connection.close()
             self._inbox.put_nowait(None)
-            for task in list(self._tasks):
-                if task is not current:
-                    task.cancel()
-            await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+            await self._tasks.cancel_all()
             await self.pc.close()
         except Exception:
-            log.exception("WebRTC teardown of %s failed", self.call.id)
-        finally:
-            self.gateway._release(self)
+            log.exception("WebRTC teardown of %s failed", self.id)

@@ -1,14 +1,16 @@
 """The speech-to-text side of one call: a transcriber session for the call's whole life, audio buffered while it
-opens, and — when a session dies — a new one with the speech since the last final replayed, so nothing is lost."""
+opens, and — when a session dies — a new one with the speech since the last final replayed, so nothing is lost.
+Plus :class:`BargeInVAD`, our own speech-start detector for transcribers that report none."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from .providers.base import Transcriber, TranscriberError, TranscriberEvent, TranscriberOptions, TranscriberSession
+from .._aio import TaskSet
+from ..audio.vad import VADConfig, VADState, VoiceActivityDetector
+from ..providers.base import Transcriber, TranscriberError, TranscriberEvent, TranscriberOptions, TranscriberSession
 
 log = logging.getLogger("voice.call")
 
@@ -28,6 +30,7 @@ class SpeechInput:
         self._on_event = on_event
         self._on_give_up = on_give_up
         self._limit = int(buffer_seconds * BYTES_PER_SECOND)
+        self.language = "en"
         self.transcriber: Transcriber | None = None
         self.session: TranscriberSession | None = None
         self._pending: list[bytes] | None = []  # audio while a session opens
@@ -35,21 +38,23 @@ class SpeechInput:
         self._since_final = bytearray()  # replayed into a re-created session
         self._failures: list[float] = []
         self._open_error: str | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet("speech input")
         self.closed = False
 
-    async def open(self, transcriber: Transcriber) -> None:
+    async def open(self, transcriber: Transcriber, language: str = "en") -> None:
         """Open the first session and hand it the audio buffered so far. Raises if the provider fails to start."""
         self.transcriber = transcriber
+        self.language = language
         session = await self._open_session()
         if self.closed:
             await _close_quietly(session)
             return
         self._attach(session, b"".join(self._pending or []))
         if self._open_error is not None:
-            self._spawn(self._recover(self._open_error))
+            self._tasks.spawn(self._recover(self._open_error))
 
     def feed(self, pcm: bytes) -> None:
+        """16 kHz mono int16 from the caller (buffered while no session is open)."""
         session = self.session
         if session is None:
             if self._pending is not None and self._pending_bytes < self._limit:
@@ -71,23 +76,24 @@ class SpeechInput:
             if self.session is None:
                 self._open_error = event.message  # while (re)opening: the opener counts it
             else:
-                self._spawn(self._recover(event.message))
+                self._tasks.spawn(self._recover(event.message))
             return
         self._on_event(event)
 
     def final_seen(self) -> None:
+        """A final transcript arrived: the audio before it need not be replayed any more."""
         self._since_final.clear()
 
     async def commit(self) -> None:
+        """Ask the session to finish the utterance now (the client says the user stopped)."""
         if self.session is not None:
             await self.session.commit()
 
     async def close(self) -> None:
+        """Close the session; nothing more is transcribed."""
         self.closed = True
         self._pending = None
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+        await self._tasks.cancel_all()
         session, self.session = self.session, None
         if session is not None:
             await _close_quietly(session)
@@ -95,7 +101,8 @@ class SpeechInput:
     async def _open_session(self) -> TranscriberSession:
         assert self.transcriber is not None
         self._open_error = None
-        session = await self.transcriber.create_session(TranscriberOptions(on_event=self.handle))
+        options = TranscriberOptions(on_event=self.handle, language=self.language)
+        session = await self.transcriber.create_session(options)
         await session.wait_until_ready()
         return session
 
@@ -133,14 +140,25 @@ class SpeechInput:
             return
         self._attach(session, bytes(self._since_final) + b"".join(self._pending or []))
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
 
 async def _close_quietly(session: TranscriberSession) -> None:
     try:
         await session.close()
-    except Exception:  # noqa: BLE001 - closing a broken session must not fail the call
+    except Exception:
         log.debug("closing a broken STT session failed", exc_info=True)
+
+
+class BargeInVAD:
+    """Our own speech-start detector, for transcribers that do not report speech starts. It listens only while
+    ``armed`` (the agent is audible), so speech that began before the agent spoke counts once it is heard over it."""
+
+    def __init__(self) -> None:
+        self._vad = VoiceActivityDetector(VADConfig(start_ms=100))
+
+    def started(self, pcm: bytes, armed: bool) -> bool:
+        """Whether speech started in this audio."""
+        if not armed:
+            if self._vad.state is not VADState.QUIET:
+                self._vad.reset()
+            return False
+        return any(event.kind == "start" for event in self._vad.process(pcm))

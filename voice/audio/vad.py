@@ -19,6 +19,7 @@ FRAME_BYTES = FRAME_SAMPLES * 2
 
 
 class VADState(enum.Enum):
+    """Where the detector is between quiet and speaking."""
     QUIET = "quiet"
     STARTING = "starting"
     SPEAKING = "speaking"
@@ -27,6 +28,7 @@ class VADState(enum.Enum):
 
 @dataclass(frozen=True)
 class VADConfig:
+    """Detector thresholds."""
     aggressiveness: int = 2  # webrtcvad mode 0..3
     start_ms: int = 120  # voiced audio needed to call it speech
     stop_ms: int = 600  # unvoiced audio needed to call speech over
@@ -36,6 +38,7 @@ class VADConfig:
 
 @dataclass(frozen=True)
 class VADEvent:
+    """Speech started or stopped at a stream position."""
     kind: str  # "start" or "stop"
     sample: int  # stream position (in samples) where the start or the stop was detected
 
@@ -58,6 +61,7 @@ class VoiceActivityDetector:
 
     @property
     def speaking(self) -> bool:
+        """Whether speech is in progress."""
         return self.state in (VADState.SPEAKING, VADState.STOPPING)
 
     def is_voiced(self, frame: bytes) -> bool:
@@ -68,6 +72,7 @@ class VoiceActivityDetector:
         return self._vad.is_speech(frame, 16_000)
 
     def process(self, pcm: bytes) -> list[VADEvent]:
+        """Feed any amount of 16 kHz int16 audio; the events it caused."""
         data = self._pending + pcm
         usable = len(data) - len(data) % FRAME_BYTES
         self._pending = data[usable:]
@@ -79,6 +84,7 @@ class VoiceActivityDetector:
         return events
 
     def reset(self) -> None:
+        """Back to quiet, forgetting any speech in progress."""
         self.state = VADState.QUIET
         self._window.clear()
         self._silent_run = 0

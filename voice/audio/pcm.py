@@ -1,4 +1,5 @@
-"""Audio values and conversions. Inside the engine audio is 16 kHz mono int16 little-endian PCM."""
+"""Audio values and conversions: :class:`AudioChunk`, streaming resampling (soxr), mixing down to mono. Inside the
+engine audio is 16 kHz mono int16 little-endian PCM."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ class AudioChunk:
 
     @property
     def samples(self) -> int:
+        """Number of samples."""
         return len(self.data) // SAMPLE_WIDTH if self.encoding == "pcm16" else len(self.data)
 
     @property
     def duration(self) -> float:
+        """Length in seconds."""
         return self.samples / self.sample_rate
 
 
@@ -34,7 +37,9 @@ class StreamResampler:
     def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, "int16", quality)
+        self._stream: soxr.ResampleStream | None = None
+        if in_rate != out_rate:
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, "int16", quality)
 
     def process(self, pcm: bytes, last: bool = False) -> bytes:
         """Resample a chunk; pass ``last=True`` on the final chunk to flush the filter's tail."""
@@ -42,6 +47,28 @@ class StreamResampler:
             return pcm
         samples = np.frombuffer(pcm, dtype="<i2")
         return self._stream.resample_chunk(samples, last=last).astype("<i2", copy=False).tobytes()
+
+
+class RateAdapter:
+    """Streaming resampling to a fixed ``out_rate`` from input whose rate may change between chunks (a TTS voice, a
+    decoded track): a new filter starts when the input rate changes; same rate in and out costs nothing."""
+
+    def __init__(self, out_rate: int) -> None:
+        self.out_rate = out_rate
+        self._stream: StreamResampler | None = None
+
+    def process(self, pcm: bytes, in_rate: int) -> bytes:
+        """Resample one chunk of int16 mono at ``in_rate``."""
+        if in_rate == self.out_rate:
+            return pcm
+        if self._stream is None or self._stream.in_rate != in_rate:
+            self._stream = StreamResampler(in_rate, self.out_rate)
+        return self._stream.process(pcm)
+
+    def flush(self) -> bytes:
+        """The filter's tail at the end of a stream (then the adapter starts afresh)."""
+        stream, self._stream = self._stream, None
+        return stream.process(b"", last=True) if stream is not None else b""
 
 
 def resample(pcm: bytes, in_rate: int, out_rate: int) -> bytes:

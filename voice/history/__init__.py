@@ -1,0 +1,16 @@
+"""Conversation history and durable schedules.
+
+* :mod:`.store` — the records (:class:`Message`, :class:`Schedule`) and the :class:`Store` interface;
+  :mod:`.sqlite` — the default store.
+* :mod:`.transcript` — :class:`Transcript`, the single writer of one instance's history.
+* :mod:`.schedule` — :class:`Scheduler`, which fires due schedules exactly once.
+
+This package knows nothing of calls, agents or transports.
+"""
+
+from .schedule import Scheduler
+from .sqlite import SQLiteStore
+from .store import Message, Schedule, Store
+from .transcript import Transcript
+
+__all__ = ["Message", "SQLiteStore", "Schedule", "Scheduler", "Store", "Transcript"]

@@ -1,0 +1,102 @@
+"""One agent instance's conversation: the **only** writer of its history.
+
+Everything an instance says or hears is appended here: the user's turns, the agent's replies (only what the user
+heard, marked ``interrupted``, when a reply was cut short), fixed text spoken with ``speak``, and what the agent stores
+itself (``add_message``, e.g. tool calls). Recent messages stay in memory for ``ctx.messages``; writes go to the store
+in the order they were made, each queued before :meth:`Transcript.add` returns, so a cancelled caller never loses
+one. With a store that other processes share, :meth:`Transcript.refresh` brings in what they wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from .store import Message, Store
+
+log = logging.getLogger("voice.history")
+
+
+class Transcript:
+    """The history of one (agent, instance). ``keep``: how many recent messages stay in memory."""
+
+    def __init__(self, store: Store, agent: str, instance: str, recent: list[Message], keep: int) -> None:
+        self.store = store
+        self.agent = agent
+        self.instance = instance
+        self.keep = max(1, keep)
+        self._recent = list(recent[-self.keep :])
+        self._last_id = max((m.id or 0 for m in recent), default=0)
+        self._tail: asyncio.Future[Message] | None = None  # the newest queued write
+
+    @classmethod
+    async def load(cls, store: Store, agent: str, instance: str, keep: int) -> Transcript:
+        """The transcript of an instance, with its ``keep`` most recent messages read from the store."""
+        return cls(store, agent, instance, await store.messages(agent, instance, keep), keep)
+
+    def recent(self, limit: int) -> list[Message]:
+        """The last ``limit`` messages, oldest first (what ``ctx.messages`` is built from)."""
+        return self._recent[-limit:] if limit > 0 else []
+
+    def add(
+        self, role: str, content: str, *, interrupted: bool = False, meta: dict[str, Any] | None = None
+    ) -> asyncio.Future[Message]:
+        """Append a message: in memory at once, in the store in order. Await the result to know it is stored."""
+        message = Message(role, content, interrupted, time.time(), meta=meta)
+        self._recent.append(message)
+        del self._recent[: -self.keep]
+        previous = self._tail
+        task = asyncio.ensure_future(self._write(previous, message))
+        self._tail = task
+        return asyncio.shield(task)
+
+    def user_turn(self, text: str) -> asyncio.Future[Message]:
+        """What the user said (or typed)."""
+        return self.add("user", text)
+
+    def reply(self, heard: str, *, interrupted: bool, meta: dict[str, Any] | None = None) -> asyncio.Future[Message]:
+        """What the user heard of a reply; nothing is stored when that is nothing."""
+        text = heard.strip()
+        if not text:
+            done: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            done.set_result(Message("assistant", "", interrupted))
+            return done
+        return self.add("assistant", text, interrupted=interrupted, meta=meta)
+
+    async def _write(self, previous: asyncio.Future[Message] | None, message: Message) -> Message:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)  # order, even if the one before failed
+        try:
+            stored = await self.store.add_message(self.agent, self.instance, message)
+        except Exception:
+            log.exception("could not store a %s message of %s/%s", message.role, self.agent, self.instance)
+            raise
+        self._last_id = max(self._last_id, stored.id or 0)
+        self._replace(message, stored)
+        return stored
+
+    def _replace(self, pending: Message, stored: Message) -> None:
+        for i in range(len(self._recent) - 1, -1, -1):
+            if self._recent[i] is pending:
+                self._recent[i] = stored
+                return
+
+    async def flush(self) -> None:
+        """Wait until every message added so far is in the store."""
+        if self._tail is not None:
+            await asyncio.gather(self._tail, return_exceptions=True)
+
+    async def refresh(self) -> None:
+        """Bring in messages that other processes stored for this instance since we last looked."""
+        await self.flush()
+        newer = await self.store.messages(self.agent, self.instance, self.keep, after_id=self._last_id)
+        known = {m.id for m in self._recent if m.id is not None}
+        fresh = [m for m in newer if m.id not in known]
+        if not fresh:
+            return
+        self._last_id = max(self._last_id, max(m.id or 0 for m in fresh))
+        merged = sorted([m for m in self._recent if m.id is not None] + fresh, key=lambda m: m.id or 0)
+        pending = [m for m in self._recent if m.id is None]
+        self._recent = (merged + pending)[-self.keep :]

@@ -1,0 +1,258 @@
+"""One agent reply: ``on_turn``'s text (or fixed text) → transcript deltas and sentence chunks → TTS (bounded
+look-ahead) → audio out, keeping track of which words the user actually heard.
+
+A :class:`Reply` does not decide when it starts or stops (the engine does) and writes no history: it ends with a
+:class:`TurnResult` saying what it said and what of it was heard. A *held* reply (started speculatively, before the
+end of the user's turn is certain) runs ``on_turn`` and synthesizes at once but sends nothing until
+:meth:`Reply.release`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._aio import maybe_await
+from ..agent import FLUSH, Flush, TurnContext, VoiceAgent
+from ..audio import AudioChunk
+from .chunker import SentenceChunker
+from .heard import HeardText
+from .host import ReplyHost
+from .metrics import TurnMetrics
+from .synthesis import Speaker, speak_sentences
+
+log = logging.getLogger("voice.reply")
+
+#: the reply whose code is running (tasks that on_turn's code starts inherit it)
+CURRENT_REPLY: contextvars.ContextVar[Reply | None] = contextvars.ContextVar("voice_current_reply", default=None)
+
+STALL_SECONDS = 0.15  # a pause in on_turn's text this long releases a finished sentence to TTS
+
+#: phases a reply reports to its call: "thinking" (visible to the client), "speaking" (first audio sent),
+#: "sent" (every sample handed to the wire; the listener may still be hearing it)
+PhaseListener = Callable[["Reply", str], None]
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """How a reply ended: everything it said, what the listener heard of it, and whether it was cut short."""
+
+    text: str
+    heard: str
+    interrupted: bool
+
+
+async def as_text_stream(result: Any) -> AsyncIterator[str | Flush]:
+    """Normalise what ``on_turn`` may produce (str, None, awaitable, async iterator) into an async iterator."""
+    result = await maybe_await(result)
+    if result is None:
+        return
+    if isinstance(result, str):
+        yield result
+        return
+    async for piece in result:
+        if piece is FLUSH:
+            yield FLUSH
+        elif piece:
+            yield str(piece)
+
+
+class Reply:
+    """Runs one reply on one call. ``speak=False`` gives a text-only reply; ``fixed_text`` speaks it without
+    ``on_turn`` (``speak()``); ``held`` sends nothing until :meth:`release`."""
+
+    def __init__(
+        self,
+        host: ReplyHost,
+        agent: VoiceAgent,
+        on_phase: PhaseListener,
+        *,
+        transcript: str | None = None,
+        history: list[dict[str, Any]] | None = None,
+        fixed_text: str | None = None,
+        speak: bool,
+        source: str = "voice",
+        metrics: TurnMetrics | None = None,
+        held: bool = False,
+        save: bool = True,
+        interruptible: bool = True,
+    ) -> None:
+        self.host = host
+        self.agent = agent
+        self.transcript = transcript
+        self.history = history or []
+        self.fixed_text = fixed_text
+        self.speak = speak
+        self.source = source
+        self.save = save
+        self.interruptible = interruptible
+        self.metrics = metrics or TurnMetrics()
+        self.cancelled = asyncio.Event()
+        self.text = ""  # everything produced so far
+        self.heard = HeardText()
+        self.audio_started = False
+        self.task: asyncio.Task[None] | None = None
+        self._on_phase = on_phase
+        self._failed = False  # on_turn raised
+        self._gate: asyncio.Event | None = asyncio.Event() if held else None
+        self._held: list[dict[str, Any] | str] = []  # messages and phases waiting for release()
+
+    @property
+    def held(self) -> bool:
+        """Started speculatively and not yet released: nothing has been sent."""
+        return self._gate is not None and not self._gate.is_set()
+
+    def start(self) -> Reply:
+        """Begin producing (``on_turn`` runs in the reply's own task)."""
+        self.metrics.started_at = time.monotonic()
+        self.task = asyncio.create_task(self._run(), name=f"reply-{self.host.id}")
+        return self
+
+    def release(self, speech_ended_at: float | None, final_at: float) -> None:
+        """A held reply became the real one: send what it has and go on sending."""
+        self.metrics.speech_ended_at = speech_ended_at
+        self.metrics.final_at = final_at
+        if self._gate is not None and not self._gate.is_set():
+            self._gate.set()
+            held, self._held = self._held, []
+            for item in held:
+                self._emit(item)
+
+    def cancel(self) -> None:
+        """Stop producing now (the ``on_turn`` task is cancelled, ``ctx.cancelled`` set)."""
+        self.cancelled.set()
+        if self.task and not self.task.done():
+            self.task.cancel()
+
+    async def wait(self) -> None:
+        """Until the reply's task has ended, however it ended."""
+        if self.task:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def result(self, heard_position: int | None = None) -> TurnResult:
+        """How the reply ended. ``heard_position``: where the output stopped when it was cut short (None: it ran to
+        its end). A text-only reply counts as heard whole."""
+        text = self.text.strip()
+        if heard_position is None and not self._failed:
+            return TurnResult(text, text, False)
+        heard = self.heard.heard(heard_position) if self.speak and heard_position is not None else text
+        return TurnResult(text, heard.strip(), True)
+
+    # --- the pipeline -------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        host = self.host
+        CURRENT_REPLY.set(self)
+        try:
+            stream = self._open_stream()
+            if self.fixed_text is None:
+                self._emit("thinking")
+            sentences: asyncio.Queue[str | None] = asyncio.Queue()
+            speaker = Speaker(host, self.agent, self.metrics, self.cancelled, self.heard)
+            speaking = None
+            if self.speak:
+                speaking = asyncio.create_task(speak_sentences(speaker, sentences, self._send_audio))
+            try:
+                await self._produce_text(stream, sentences)
+                if speaking:
+                    await speaking
+            finally:
+                if speaking and not speaking.done():
+                    speaking.cancel()
+                    await asyncio.gather(speaking, return_exceptions=True)
+            if self._gate is not None:
+                await self._gate.wait()  # a text-only or silent reply still waits for its release
+            await host.output.drain()
+            self.metrics.ended_at = time.monotonic()
+            if self.fixed_text is None and self.source == "voice":
+                host.send(self.metrics.message())
+                log.info("turn metrics %s %s", host.id, self.metrics.message())
+            self._emit("sent")
+            if self.speak:
+                await host.output.wait_for_playout()  # interruptible until the listener has heard it all
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("turn failed on %s", host.id)
+            self._failed = True
+            host.send_error(f"the agent failed to answer: {type(exc).__name__}", "turn_failed")
+            self._emit("sent")
+
+    def _open_stream(self) -> AsyncIterator[str | Flush]:
+        if self.fixed_text is not None:
+            return as_text_stream(self.fixed_text)
+        ctx = TurnContext(self.history, self.cancelled, self.host, self.source)
+        return as_text_stream(self.agent.on_turn(self.transcript or "", ctx))
+
+    async def _produce_text(self, stream: AsyncIterator[str | Flush], sentences: asyncio.Queue[str | None]) -> None:
+        chunker = SentenceChunker(self.host.settings.chunker)
+        started = False
+        async for piece in self._with_stalls(stream, chunker, sentences):
+            if isinstance(piece, Flush):
+                self._queue_sentences(sentences, chunker.flush())
+                continue
+            if self.metrics.first_text_at is None:
+                self.metrics.first_text_at = time.monotonic()
+            if not started and piece.strip():
+                started = True
+                self._emit({"type": "transcript_start", "role": "assistant"})
+            self.text += piece
+            if started and self.fixed_text is None:
+                self._emit({"type": "transcript_delta", "text": piece})
+            self._queue_sentences(sentences, chunker.push(piece))
+        self.metrics.text_done_at = time.monotonic()
+        if started:
+            self._emit({"type": "transcript_end", "text": self.text})
+        self._queue_sentences(sentences, chunker.flush())
+        sentences.put_nowait(None)
+
+    async def _with_stalls(
+        self, stream: AsyncIterator[str | Flush], chunker: SentenceChunker, sentences: asyncio.Queue[str | None]
+    ) -> AsyncIterator[str | Flush]:
+        """Pass the text through; when it pauses (a slow LLM, a tool call), release a finished sentence at once
+        instead of waiting for the next word to prove it finished."""
+        iterator = stream.__aiter__()
+        while True:
+            step = asyncio.ensure_future(iterator.__anext__())
+            try:
+                done, _ = await asyncio.wait({step}, timeout=STALL_SECONDS)
+                if not done:
+                    self._queue_sentences(sentences, chunker.stall())
+                piece = await step
+            except StopAsyncIteration:
+                return
+            finally:
+                if not step.done():
+                    step.cancel()
+            yield piece
+
+    def _queue_sentences(self, sentences: asyncio.Queue[str | None], chunks: list[str]) -> None:
+        if not self.speak:
+            return
+        for sentence in chunks:
+            if self.metrics.first_sentence_at is None:
+                self.metrics.first_sentence_at = time.monotonic()
+            sentences.put_nowait(sentence)
+
+    def _emit(self, item: dict[str, Any] | str) -> None:
+        """A message to the client or a phase to the call, held until the release of a held reply."""
+        if self.held:
+            self._held.append(item)
+        elif isinstance(item, str):
+            self._on_phase(self, item)
+        else:
+            self.host.send(item)
+
+    async def _send_audio(self, chunk: AudioChunk) -> None:
+        if self._gate is not None and not self._gate.is_set():
+            await self._gate.wait()
+        if not self.audio_started:
+            self.audio_started = True
+            self.metrics.first_audio_sent_at = time.monotonic()
+            self._on_phase(self, "speaking")
+        await self.host.output.write(chunk)
