@@ -40,6 +40,7 @@ export class VoiceClient extends VoiceConnection {
   #call = null;
   #outputDeviceId;
   #frameMs;
+  #lastCustomMessage = null;
 
   /** @param {import("./lib/options.js").VoiceClientOptions} options */
   constructor(options) {
@@ -53,6 +54,13 @@ export class VoiceClient extends VoiceConnection {
   /** Whether agent audio is coming out of the speaker right now (over WebRTC: the server says it speaks). */
   get playing() {
     return this._rtcLive ? this._status === "speaking" : (this.#call?.playing ?? false);
+  }
+  /**
+   * The last server message of a type this client doesn't know (the app's own, from `call.send_json`), or null.
+   * The `custommessage` event announces each one. Same name as in Cloudflare's client.
+   */
+  get lastCustomMessage() {
+    return this.#lastCustomMessage;
   }
   /** Whether agent audio is paused by the server (`playback_pause`), waiting for a resume or an interrupt. */
   get paused() {
@@ -269,6 +277,7 @@ export class VoiceClient extends VoiceConnection {
         break;
       default:
         // Unknown types are ignored by the protocol; surfaced for apps with their own messages.
+        this.#lastCustomMessage = msg;
         this._emit("custommessage", { message: msg });
     }
   }
