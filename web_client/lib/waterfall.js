@@ -60,9 +60,9 @@ figure.waterfall ol { list-style: none; margin: 0; padding: 0; display: grid; ga
 figure.waterfall li { display: grid; grid-template-columns: 5.5em minmax(4rem, 1fr) 4.2em; align-items: center; gap: 0.4em; }
 figure.waterfall .track { position: relative; height: 0.55em; background: var(--_border); border-radius: 2px; }
 figure.waterfall .bar { position: absolute; top: 0; bottom: 0; border-radius: 2px; min-width: 2px; }
-figure.waterfall .stt .bar { background: var(--_listening); }
-figure.waterfall .text .bar { background: var(--_thinking); }
-figure.waterfall .audio .bar { background: var(--_speaking); }
+figure.waterfall .wf-stt .bar { background: var(--_listening); }
+figure.waterfall .wf-text .bar { background: var(--_thinking); }
+figure.waterfall .wf-audio .bar { background: var(--_speaking); }
 figure.waterfall .ms { text-align: right; font-variant-numeric: tabular-nums; }
 `;
 
@@ -89,7 +89,7 @@ export function renderWaterfall(w, doc = document) {
   for (const mark of w.marks) {
     const start = Math.min(prev, mark.ms);
     const li = doc.createElement("li");
-    li.className = mark.stage;
+    li.className = `wf-${mark.stage}`; // prefixed: the widget already styles a bubble's ".text"
     li.dataset.key = mark.key;
     li.dataset.ms = String(Math.round(mark.ms));
     const label = doc.createElement("span");
