@@ -2,7 +2,7 @@
  * AudioWorklet processor "voice-playback": agent audio from the server → speaker, gapless, with pre-roll,
  * instant flush and played-sample counting. The logic lives in `lib/player.js` (unit-tested in node).
  *
- * processorOptions: `{inputRate = 16000, prerollMs = 80, ackIntervalMs = 200}`
+ * processorOptions: `{inputRate = 16000, prerollMs = 80, ackIntervalMs = 200, maxPauseMs = 3000}`
  *
  * Messages in:
  * - `{type: "config", sampleRate, stream}` — a new stream (after `audio_config`); positions restart at 0.
@@ -12,9 +12,11 @@
  *   `{type: "flushed", id, played}`.
  * - `{type: "discard", samples}` — that many samples arrived but are stale (in flight when the user barged
  *   in): count them in the stream position without playing them.
+ * - `{type: "pause"}` — hold playback, keeping the queue (answered by an `ack`, reason "pause");
+ *   `{type: "resume"}` — continue from the next unplayed sample. A pause resumes by itself after `maxPauseMs`.
  *
  * Messages out: `{type: "ack", played, received, reason, stream}`, `{type: "playing", playing, stream}`,
- * `{type: "flushed", id, played, stream}`.
+ * `{type: "paused", paused, reason, stream}`, `{type: "flushed", id, played, stream}`.
  */
 
 import { Player } from "./lib/player.js";
@@ -30,6 +32,7 @@ class VoicePlaybackProcessor extends AudioWorkletProcessor {
       inRate: opts.inputRate ?? 16000,
       prerollMs: opts.prerollMs ?? 80,
       ackIntervalMs: opts.ackIntervalMs ?? 200,
+      maxPauseMs: opts.maxPauseMs ?? 3000,
       onEvent: (event) => this.port.postMessage({ ...event, stream: this.stream }),
     });
     this.port.onmessage = (event) => this.onMessage(event.data);
@@ -46,6 +49,12 @@ class VoicePlaybackProcessor extends AudioWorkletProcessor {
         break;
       case "discard":
         this.player.discard(msg.samples);
+        break;
+      case "pause":
+        this.player.pause();
+        break;
+      case "resume":
+        this.player.resume();
         break;
       case "flush": {
         const played = this.player.flush();

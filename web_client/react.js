@@ -1,6 +1,9 @@
 /**
  * React hooks over {@link VoiceClient}. React is a peer: this module imports the bare specifier "react",
- * so use it through a bundler or an import map (`{"imports": {"react": "https://esm.sh/react@18"}}`).
+ * so use it through a bundler (React 19's npm packages are CommonJS) or an import map to an ESM build of React.
+ * Bundled, the AudioWorklets are still loaded from `new URL("../capture-worklet.js", import.meta.url)` (esbuild
+ * keeps that as is): `capture-worklet.js`, `playback-worklet.js` and `lib/` must be served from the parent of the
+ * bundle's directory, e.g. the bundle at `/bundle/app.js` and this directory at `/` (as `voice serve` does).
  * Nothing else in this directory imports it, so the plain-HTML widgets never need React.
  *
  * ```jsx
@@ -17,9 +20,18 @@
 import { useEffect, useState, useRef, useCallback } from "react";
 import { VoiceClient } from "./voice-client.js";
 
+/**
+ * VoiceClient options from hook options: `name` (what Cloudflare's hooks call the instance) is accepted for
+ * `instance`, and `enabled` is the hook's own.
+ */
+function clientOptions({ enabled: _enabled, name, ...options }) {
+  return { ...options, instance: options.instance ?? name };
+}
+
 /** Options that identify the connection; changing any of them makes a new client. */
 function connectionKey(o) {
-  return JSON.stringify([o.agent, o.instance, o.host, o.url, o.query, typeof o.transport === "string" ? o.transport : ""]);
+  const transport = typeof o.transport === "string" ? o.transport : "";
+  return JSON.stringify([o.agent, o.instance ?? o.name, o.host, o.url, o.query, transport]);
 }
 
 /** Snapshot of everything a component renders from. */
@@ -35,6 +47,7 @@ function snapshot(client) {
     isMuted: client ? client.muted : false,
     inCall: client ? client.inCall : false,
     error: client ? client.error : null,
+    lastCustomMessage: client ? client.lastCustomMessage : null,
   };
 }
 
@@ -48,6 +61,7 @@ const EVENTS = [
   "mutechange",
   "callchange",
   "error",
+  "custommessage",
 ];
 
 /**
@@ -67,8 +81,7 @@ function useClient(options) {
       setState(snapshot(null));
       return undefined;
     }
-    const { enabled: _enabled, ...clientOptions } = optionsRef.current;
-    const client = new VoiceClient(clientOptions);
+    const client = new VoiceClient(clientOptions(optionsRef.current));
     clientRef.current = client;
     const sync = () => setState(snapshot(client));
     for (const type of EVENTS) client.addEventListener(type, sync);
@@ -85,12 +98,14 @@ function useClient(options) {
 }
 
 /**
- * Full voice conversation: state plus actions.
- * @param {import("./voice-client.js").VoiceClientOptions & {enabled?: boolean}} options
+ * Full voice conversation: state plus actions. Same names as Cloudflare's `useVoiceAgent` (including `name` for the
+ * instance, `sendJSON` and `lastCustomMessage`), plus `connection`, `inCall` and `client`.
+ * @param {import("./voice-client.js").VoiceClientOptions & {enabled?: boolean, name?: string}} options
  * @returns {{connection: string, connected: boolean, status: string, transcript: readonly object[],
  *   interimTranscript: string | null, metrics: object | null, audioLevel: number, isMuted: boolean,
- *   inCall: boolean, error: string | null, startCall: () => Promise<void>, endCall: () => Promise<void>,
- *   toggleMute: () => void, sendText: (text: string) => boolean, setOutputDevice: (id: string) => Promise<boolean>,
+ *   inCall: boolean, error: string | null, lastCustomMessage: object | null, startCall: () => Promise<void>,
+ *   endCall: () => Promise<void>, toggleMute: () => void, sendText: (text: string) => boolean,
+ *   sendJSON: (message: object) => boolean, setOutputDevice: (id: string) => Promise<boolean>,
  *   client: VoiceClient | null}}
  */
 export function useVoiceAgent(options) {
@@ -99,14 +114,15 @@ export function useVoiceAgent(options) {
   const endCall = useCallback(() => clientRef.current?.endCall() ?? Promise.resolve(), [clientRef]);
   const toggleMute = useCallback(() => clientRef.current?.toggleMute(), [clientRef]);
   const sendText = useCallback((text) => clientRef.current?.sendText(text) ?? false, [clientRef]);
+  const sendJSON = useCallback((message) => clientRef.current?.sendJSON(message) ?? false, [clientRef]);
   const setOutputDevice = useCallback((id) => clientRef.current?.setOutputDevice(id) ?? Promise.resolve(false), [clientRef]);
-  return { ...state, startCall, endCall, toggleMute, sendText, setOutputDevice, client: clientRef.current };
+  return { ...state, startCall, endCall, toggleMute, sendText, sendJSON, setOutputDevice, client: clientRef.current };
 }
 
 /**
  * Dictation: the user's final transcripts joined into one string, plus the words in progress.
  * No agent audio is played.
- * @param {import("./voice-client.js").VoiceClientOptions & {enabled?: boolean}} options
+ * @param {import("./voice-client.js").VoiceClientOptions & {enabled?: boolean, name?: string}} options
  * @returns {{transcript: string, interimTranscript: string | null, isListening: boolean, audioLevel: number,
  *   isMuted: boolean, error: string | null, connected: boolean, start: () => Promise<void>,
  *   stop: () => Promise<void>, toggleMute: () => void, clear: () => void, client: VoiceClient | null}}

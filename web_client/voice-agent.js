@@ -9,7 +9,8 @@
  * Attributes (changing agent/instance/host/transport reconnects):
  * - `agent` — agent name (default "assistant"); `instance` — conversation id (default "default");
  * - `host` — `host[:port]` or `https://host` of the voice server (default: the page's host);
- * - `transport` — "websocket" (default) or "webrtc" (calls over WebRTC, falling back to the WebSocket).
+ * - `transport` — "websocket" (default) or "webrtc" (calls over WebRTC, falling back to the WebSocket);
+ * - `show-metrics` — draw a latency waterfall under each reply that has metrics (lib/waterfall.js); no reconnect.
  * Reflected state (read-only, for styling and tests): `status` (idle|listening|thinking|speaking),
  * `connection` (connecting|open|closed), `in-call`, `muted`, `error` (present while an error shows),
  * `transport-in-use` (websocket|webrtc).
@@ -32,7 +33,7 @@
  *   --voice-agent-bg / --voice-agent-fg     agent bubbles
  *   --voice-status-idle / -listening / -thinking / -speaking   status dot colours
  *   --voice-transcript-height               max height of the transcript before it scrolls (default 22rem)
- * Parts for deeper styling: `panel`, `header`, `transcript`, `interim`, `composer`, `controls`, `error`.
+ * Parts for deeper styling: `panel`, `header`, `transcript`, `interim`, `composer`, `controls`, `error`, `waterfall`.
  *
  * @module voice-agent
  */
@@ -40,6 +41,7 @@
 import { headlineLatency, describeStages } from "./lib/metrics.js";
 import { BASE_CSS, define, statusText, meterScale, toggleAttr } from "./lib/ui.js";
 import { VoiceElement } from "./lib/voice-element.js";
+import { waterfallOf, renderWaterfall, WATERFALL_CSS } from "./lib/waterfall.js";
 
 const CSS = `
 ${BASE_CSS}
@@ -66,6 +68,7 @@ form.composer input {
 }
 .controls { display: flex; gap: 0.4em; flex-wrap: wrap; align-items: center; }
 .controls .level { flex: 1; min-width: 3rem; }
+${WATERFALL_CSS}
 `;
 
 const HTML = `
@@ -105,10 +108,12 @@ const CLIENT_EVENTS = [
 ];
 
 export class VoiceAgentElement extends VoiceElement {
-  static observedAttributes = ["agent", "instance", "host", "transport"];
+  static observedAttributes = ["agent", "instance", "host", "transport", "show-metrics"];
 
   #els;
   #onClientEvent = (event) => this.render(event.type);
+  /** Reply id → the metrics of its turn (a `metrics` message follows the reply it measures). */
+  #turnMetrics = new Map();
 
   constructor() {
     super();
@@ -146,6 +151,14 @@ export class VoiceAgentElement extends VoiceElement {
     els.dismiss.addEventListener("click", () => this.client?.clearError());
   }
 
+  attributeChangedCallback(name, oldValue, newValue) {
+    if (name === "show-metrics") {
+      if (this.client) this.#renderTranscript(this.client.transcript);
+      return;
+    }
+    super.attributeChangedCallback(name, oldValue, newValue);
+  }
+
   clientDefaults() {
     return { agent: this.getAttribute("agent") || "assistant" };
   }
@@ -166,6 +179,11 @@ export class VoiceAgentElement extends VoiceElement {
     if (!c) return;
     const all = what === "all";
     const els = this.#els;
+    if (all) this.#turnMetrics.clear();
+    if (what === "metricschange" && c.metrics) {
+      const reply = c.transcript.findLast((m) => m.role === "assistant");
+      if (reply) this.#turnMetrics.set(reply.id, c.metrics);
+    }
     if (all || what === "connectionchange" || what === "statuschange" || what === "callchange" || what === "transportchange") {
       this.setAttribute("status", c.status);
       this.setAttribute("connection", c.connection);
@@ -183,7 +201,7 @@ export class VoiceAgentElement extends VoiceElement {
       els.mute.setAttribute("aria-pressed", String(c.muted));
       els.mute.textContent = c.muted ? "Unmute" : "Mute";
     }
-    if (all || what === "transcriptchange") this.#renderTranscript(c.transcript);
+    if (all || what === "transcriptchange" || what === "metricschange") this.#renderTranscript(c.transcript);
     if (all || what === "interimtranscript") els.interim.textContent = c.interimTranscript ?? "";
     if (all || what === "metricschange") this.#renderLatency(c.metrics);
     if (all || what === "audiolevelchange") els.levelBar.style.transform = `scaleX(${meterScale(c.audioLevel)})`;
@@ -205,6 +223,20 @@ export class VoiceAgentElement extends VoiceElement {
       small.textContent = ` (${stages})`;
       el.append(small);
     }
+  }
+
+  /** The waterfall under a reply: present with `show-metrics` when its turn has metrics, redrawn when they change. */
+  #syncWaterfall(li, message) {
+    const old = li.querySelector("figure.waterfall");
+    const metrics = this.hasAttribute("show-metrics") ? this.#turnMetrics.get(message.id) : undefined;
+    if (old?.metrics === metrics) return;
+    old?.remove();
+    const w = waterfallOf(metrics ?? null);
+    if (!w) return;
+    const figure = renderWaterfall(w);
+    figure.setAttribute("part", "waterfall");
+    figure.metrics = metrics;
+    li.append(figure);
   }
 
   /** Keyed update: existing bubbles are patched, so streaming text doesn't rebuild the list. */
@@ -229,6 +261,7 @@ export class VoiceAgentElement extends VoiceElement {
       const text = li.querySelector(".text");
       if (text.textContent !== m.text) text.textContent = m.text;
       li.querySelector(".flag").hidden = !m.interrupted;
+      this.#syncWaterfall(li, m);
       const want = prev ? prev.nextElementSibling : log.firstElementChild;
       if (want !== li) log.insertBefore(li, want);
       prev = li;

@@ -40,6 +40,7 @@ export class VoiceClient extends VoiceConnection {
   #call = null;
   #outputDeviceId;
   #frameMs;
+  #lastCustomMessage = null;
 
   /** @param {import("./lib/options.js").VoiceClientOptions} options */
   constructor(options) {
@@ -54,6 +55,17 @@ export class VoiceClient extends VoiceConnection {
   get playing() {
     return this._rtcLive ? this._status === "speaking" : (this.#call?.playing ?? false);
   }
+  /**
+   * The last server message of a type this client doesn't know (the app's own, from `call.send_json`), or null.
+   * The `custommessage` event announces each one. Same name as in Cloudflare's client.
+   */
+  get lastCustomMessage() {
+    return this.#lastCustomMessage;
+  }
+  /** Whether agent audio is paused by the server (`playback_pause`), waiting for a resume or an interrupt. */
+  get paused() {
+    return this.#call?.paused ?? false;
+  }
   /** Counters for diagnostics and browser tests. */
   get stats() {
     return {
@@ -66,6 +78,7 @@ export class VoiceClient extends VoiceConnection {
       ...this._connectionStats,
       ...this._stats,
       playing: this.playing,
+      paused: this.paused,
       playedSamples: this.#call?.engine.played ?? this._stats.lastAck?.played ?? 0,
       audio: this.#call?.engine.stats ?? null,
     };
@@ -151,6 +164,7 @@ export class VoiceClient extends VoiceConnection {
           captureRate: o.sampleRate,
           frameMs: o.frameMs,
           prerollMs: o.prerollMs,
+          pauseTimeoutMs: o.pauseTimeoutMs,
           inputDeviceId: o.inputDeviceId,
           sinkId: this.#outputDeviceId,
         },
@@ -174,6 +188,7 @@ export class VoiceClient extends VoiceConnection {
         canStream: () => this._inCall && this.#micReady,
         onLevel: (level) => this._setLevel(level),
         onPlaying: (playing) => this._emit("playbackchange", { playing }),
+        onPaused: (paused, reason) => this._emit("playbackpause", { paused, reason }),
         onAckSent: (played, reason) => this._emit("playbackack", { played, reason }),
         onBargeIn: () => {
           if (this._store.markInterrupted()) this._emitTranscript();
@@ -252,8 +267,17 @@ export class VoiceClient extends VoiceConnection {
         // Over WebRTC the server already dropped what its track had not sent; nothing is queued here.
         if (!this._rtcLive) this.#call?.flush();
         break;
+      // The server heard the user start talking over the agent and is deciding: hold the audio, then resume it
+      // (a backchannel or noise) or drop it (playback_interrupt). Over WebRTC the server holds its own track.
+      case "playback_pause":
+        if (!this._rtcLive) this.#call?.pause();
+        break;
+      case "playback_resume":
+        if (!this._rtcLive) this.#call?.resume();
+        break;
       default:
         // Unknown types are ignored by the protocol; surfaced for apps with their own messages.
+        this.#lastCustomMessage = msg;
         this._emit("custommessage", { message: msg });
     }
   }

@@ -48,6 +48,7 @@ export function micErrorMessage(err) {
  * @property {number} [frameMs=40]
  * @property {number} [prerollMs=80]
  * @property {number} [ackIntervalMs=200]
+ * @property {number} [pauseTimeoutMs=3000] a playback pause nobody ends resumes by itself after this long
  * @property {boolean} [playback=true] set up agent-audio playback
  * @property {string} [inputDeviceId] microphone to use
  * @property {string} [sinkId] output device to use (where supported)
@@ -60,10 +61,20 @@ export function micErrorMessage(err) {
 export class AudioEngine {
   /** @param {AudioEngineOptions} [options] */
   constructor(options = {}) {
-    this.options = { captureRate: 16000, frameMs: 40, prerollMs: 80, ackIntervalMs: 200, playback: true, ...options };
+    this.options = {
+      captureRate: 16000,
+      frameMs: 40,
+      prerollMs: 80,
+      ackIntervalMs: 200,
+      pauseTimeoutMs: 3000,
+      playback: true,
+      ...options,
+    };
     /** @type {AudioContext | null} */
     this.ctx = null;
     this.playing = false;
+    /** Playback is paused (the audio thread holds the queue). */
+    this.paused = false;
     /** Last heard position reported for the current stream. */
     this.played = 0;
     this._stream = 0;
@@ -130,6 +141,7 @@ export class AudioEngine {
         inputRate: this._rate,
         prerollMs: this.options.prerollMs,
         ackIntervalMs: this.options.ackIntervalMs,
+        maxPauseMs: this.options.pauseTimeoutMs,
       },
     });
     node.port.onmessage = (event) => this._onPlaybackMessage(event.data);
@@ -183,6 +195,7 @@ export class AudioEngine {
     if (msg.stream !== this._stream) return; // a report about audio from before the last configure
     if (msg.type === "ack") this.played = msg.played;
     if (msg.type === "playing") this.playing = msg.playing;
+    if (msg.type === "paused") this.paused = msg.paused;
     this.options.onPlayback?.(msg);
   }
 
@@ -196,6 +209,7 @@ export class AudioEngine {
     this._stream += 1;
     this.played = 0;
     this.playing = false;
+    this.paused = false;
     this._post({ type: "config", sampleRate, stream: this._stream });
   }
 
@@ -242,6 +256,19 @@ export class AudioEngine {
       });
       this.playbackNode.port.postMessage({ type: "flush", id });
     });
+  }
+
+  /**
+   * Hold agent audio now, keeping what is queued; the heard position stops (an ack, reason "pause", reports it).
+   * Audio enqueued meanwhile is kept for later.
+   */
+  pause() {
+    this._post({ type: "pause" });
+  }
+
+  /** Continue agent audio from the sample where {@link AudioEngine#pause} stopped it. */
+  resume() {
+    this._post({ type: "resume" });
   }
 
   /** Tell the capture worklet to drop partial frames (e.g. on unmute). */
@@ -291,6 +318,7 @@ export class AudioEngine {
       outputLatency: this.ctx?.outputLatency ?? null,
       capturing: !!this.mediaStream,
       playing: this.playing,
+      paused: this.paused,
       played: this.played,
     };
   }

@@ -4,7 +4,8 @@
  * - microphone frames → (unless muted) binary frames, speech-start/end hints, local barge-in detection;
  * - agent audio from the wire → the playback worklet, or, right after a local barge-in, counted as
  *   discarded: the server keeps streaming until our `interrupt` reaches it, and that audio is stale;
- * - the playback worklet's position reports → `playback_ack` messages.
+ * - the playback worklet's position reports → `playback_ack` messages;
+ * - the server's `playback_pause` / `playback_resume` → hold / continue playback (queue kept).
  *
  * VoiceClient owns the connection and the conversation state; it creates one CallAudio per call.
  *
@@ -15,7 +16,16 @@ import { AudioEngine } from "./audio-engine.js";
 import { SpeechDetector } from "./speech-detector.js";
 
 /** Counters kept in `stats` (totals, when the owner passes the same object to every call). */
-const COUNTERS = ["framesSent", "bytesSent", "acksSent", "flushes", "bargeIns", "samplesDiscarded"];
+const COUNTERS = [
+  "framesSent",
+  "bytesSent",
+  "acksSent",
+  "flushes",
+  "bargeIns",
+  "samplesDiscarded",
+  "pauses",
+  "pauseTimeouts",
+];
 
 /**
  * Messages showing the server has handled our interrupt (or started something new), after which agent
@@ -38,6 +48,8 @@ export function serverMovedOn(msg) {
  * @property {() => boolean} canStream whether mic audio may be sent now (call acknowledged locally)
  * @property {(level: number) => void} onLevel
  * @property {(playing: boolean) => void} onPlaying
+ * @property {(paused: boolean, reason: string) => void} onPaused playback paused, or not any more ("resume",
+ *   "timeout", "flush", "config")
  * @property {(played: number, reason: string) => void} onAckSent
  * @property {() => void} onBargeIn the user talked over the agent (before the flush)
  * @property {(message: string) => void} onError
@@ -61,6 +73,7 @@ export class CallAudio {
     this.hooks = hooks;
     this.muted = false;
     this.playing = false;
+    this.paused = false;
     this.detector = new SpeechDetector(options.detector);
     this.stats = options.stats ?? {};
     for (const key of COUNTERS) this.stats[key] ??= 0;
@@ -104,6 +117,7 @@ export class CallAudio {
     this._discard = false;
     this._lastAckSent = -1;
     this.playing = false;
+    this.paused = false;
     this.detector.reset();
     this.engine.configurePlayback(sampleRate);
   }
@@ -133,6 +147,22 @@ export class CallAudio {
     this.stats.flushes += 1;
     this.playing = false;
     await this.engine.flush();
+  }
+
+  /**
+   * Hold agent audio (server `playback_pause`): it stops now, what is queued stays queued, and the heard position
+   * stops, so acks stay truthful. Nothing to hold while stale audio is being discarded after a local barge-in.
+   */
+  pause() {
+    if (!this.options.playback || this._discard) return;
+    this.stats.pauses += 1;
+    this.paused = true;
+    this.engine.pause();
+  }
+
+  /** Continue agent audio from where {@link CallAudio#pause} held it (server `playback_resume`). */
+  resume() {
+    if (this.paused) this.engine.resume();
   }
 
   setMuted(muted) {
@@ -178,6 +208,12 @@ export class CallAudio {
     if (event.type === "playing") {
       this.playing = !!event.playing;
       this.hooks.onPlaying(this.playing);
+      return;
+    }
+    if (event.type === "paused") {
+      this.paused = !!event.paused;
+      if (!event.paused && event.reason === "timeout") this.stats.pauseTimeouts += 1;
+      this.hooks.onPaused?.(this.paused, event.reason);
       return;
     }
     if (event.type !== "ack") return;

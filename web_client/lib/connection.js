@@ -278,8 +278,10 @@ export class VoiceConnection extends VoiceState {
   }
 
   /**
-   * Send any JSON message (app-level messages the server understands).
-   * @param {object} message
+   * Send the app's own JSON message: a `type` the protocol doesn't define reaches the agent's
+   * `on_message(message, call)` (answers come back as `custommessage` events). Same name as in Cloudflare's client.
+   * @param {{type: string, [key: string]: any}} message
+   * @returns {boolean} whether it was sent (false when not connected)
    */
   sendJSON(message) {
     return this._send(message);

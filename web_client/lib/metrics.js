@@ -14,6 +14,8 @@ export const METRIC_FIELDS = [
   "first_audio_ms",
   "voice_to_voice_ms",
   "total_ms",
+  "tts_first_audio_ms",
+  "first_text_from_speech_ms",
 ];
 
 /**

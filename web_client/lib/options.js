@@ -24,6 +24,8 @@
  * @property {number} [frameMs=40] microphone frame duration, 20–100 ms
  * @property {number} [prerollMs=80] agent audio buffered before playback starts
  * @property {boolean} [playback=true] play agent audio (false for dictation)
+ * @property {number} [pauseTimeoutMs=3000] a server `playback_pause` not followed by `playback_resume` or
+ *   `playback_interrupt` resumes by itself after this long
  * @property {boolean} [loadHistory=true] load the stored conversation on every (re)connect
  * @property {boolean} [bargeIn=true] interrupt the agent locally when the user talks over it
  * @property {number} [silenceThreshold=0.04] RMS for start/end-of-speech hints
@@ -47,6 +49,7 @@ export const DEFAULTS = Object.freeze({
   frameMs: 40,
   prerollMs: 80,
   playback: true,
+  pauseTimeoutMs: 3000,
   loadHistory: true,
   bargeIn: true,
 });

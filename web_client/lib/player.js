@@ -8,10 +8,17 @@
  * runs ahead of the speaker. Each resampled output therefore carries a tag — the stream position just past
  * the input sample at its instant — and the heard position is the tag of the last sample actually rendered.
  *
+ * Pause ({@link Player#pause}, for the server's `playback_pause`) holds everything where it is: output stops (with
+ * the same de-click ramp as a flush), the queued and resampled audio are kept, and the heard position stops. Resume
+ * continues with the very next sample (faded in over the de-click length); a flush while paused drops it all as
+ * usual. A pause nobody ends resumes by itself after `maxPauseMs`, counted in rendered audio time.
+ *
  * Events (via `onEvent`):
- * - `{type: "ack", played, received, reason: "tick" | "flush" | "drain"}` — every `ackIntervalMs` while
- *   playing, at once on {@link Player#flush}, and when playback runs dry;
- * - `{type: "playing", playing}` — agent audio started / stopped coming out.
+ * - `{type: "ack", played, received, reason: "tick" | "flush" | "drain" | "pause"}` — every `ackIntervalMs`
+ *   while playing, at once on {@link Player#flush} and {@link Player#pause}, and when playback runs dry;
+ * - `{type: "playing", playing}` — agent audio started / stopped coming out;
+ * - `{type: "paused", paused, reason}` — paused (`reason` "pause"), or not any more: "resume", "timeout"
+ *   (`maxPauseMs` passed), "flush" or "config".
  *
  * @module player
  */
@@ -26,14 +33,20 @@ import { int16ToFloat } from "./pcm.js";
  * @property {number} [inRate=16000] the server's rate (changed later by {@link Player#configure})
  * @property {number} [prerollMs=80]
  * @property {number} [ackIntervalMs=200]
- * @property {number} [declickMs=4] after a flush, ramp from the last output value to 0 over this long
+ * @property {number} [declickMs=4] after a flush or pause, ramp from the last output value to 0 over this long
+ *   (and fade in over this long on resume)
+ * @property {number} [maxPauseMs=3000] a pause resumes by itself after this long
  * @property {(event: object) => void} [onEvent]
  */
 
 export class Player {
   /** @param {PlayerOptions} options */
-  constructor({ outRate, inRate = 16000, prerollMs = 80, ackIntervalMs = 200, declickMs = 4, onEvent }) {
+  constructor({ outRate, inRate = 16000, prerollMs = 80, ackIntervalMs = 200, declickMs = 4, maxPauseMs = 3000, onEvent }) {
     this.outRate = outRate;
+    this._maxPause = Math.max(1, Math.round((outRate * maxPauseMs) / 1000));
+    this._paused = false;
+    this._pausedFor = 0;
+    this._fadeInLeft = 0;
     this.prerollMs = prerollMs;
     this.onEvent = onEvent || (() => {});
     this._ackInterval = Math.max(1, Math.round((outRate * ackIntervalMs) / 1000));
@@ -66,13 +79,19 @@ export class Player {
     this._lastAcked = 0;
     this._lastSample = 0;
     this._declickLeft = 0;
+    this._fadeInLeft = 0;
     this.playing = false;
     if (wasPlaying) this.onEvent({ type: "playing", playing: false });
+    this._unpause("config");
   }
 
   /** Stream position just past the last sample rendered (what `playback_ack` reports). */
   get played() {
     return this._heard;
+  }
+  /** Whether playback is paused (output held, queue kept). */
+  get paused() {
+    return this._paused;
   }
   /** Samples received in this stream. */
   get received() {
@@ -111,8 +130,50 @@ export class Player {
     this._stop();
     this._jb.flush();
     this._segBase = this._jb.head;
+    this._unpause("flush");
     this._ack("flush");
     return this._heard;
+  }
+
+  /**
+   * Hold playback now: output ramps to silence within the de-click length, everything queued (including the
+   * resampler's state) is kept, and the heard position stays where it is. Emits an ack with that position.
+   * Audio pushed meanwhile is queued. No-op if already paused.
+   * @returns {number} the heard position
+   */
+  pause() {
+    if (this._paused) return this._heard;
+    this._paused = true;
+    this._pausedFor = 0;
+    this._fadeInLeft = 0;
+    this._declickFrom = this._lastSample;
+    this._declickLeft = this._lastSample === 0 ? 0 : this._declickLen;
+    this._lastSample = 0;
+    const wasPlaying = this.playing;
+    this.playing = false;
+    if (wasPlaying) this.onEvent({ type: "playing", playing: false });
+    this.onEvent({ type: "paused", paused: true, reason: "pause" });
+    this._ack("pause");
+    return this._heard;
+  }
+
+  /**
+   * Continue after {@link Player#pause} with the next unplayed sample (faded in over the de-click length, so the
+   * restart does not click). No-op unless paused.
+   * @param {string} [reason="resume"]
+   */
+  resume(reason = "resume") {
+    if (!this._paused) return;
+    this._declickLeft = 0;
+    this._fadeInLeft = this._declickLen;
+    this._unpause(reason);
+  }
+
+  _unpause(reason) {
+    if (!this._paused) return;
+    this._paused = false;
+    this._pausedFor = 0;
+    this.onEvent({ type: "paused", paused: false, reason });
   }
 
   /** Silence output at once (with a de-click ramp) and forget resampler/FIFO state. */
@@ -124,6 +185,7 @@ export class Player {
     this._declickFrom = this._lastSample;
     this._declickLeft = this._lastSample === 0 ? 0 : this._declickLen;
     this._lastSample = 0;
+    this._fadeInLeft = 0;
     this.playing = false;
     if (wasPlaying) this.onEvent({ type: "playing", playing: false });
   }
@@ -134,6 +196,14 @@ export class Player {
    */
   render(out) {
     const n = out.length;
+    if (this._paused) {
+      this._pausedFor += n;
+      if (this._pausedFor < this._maxPause) {
+        this._silence(out, 0);
+        return;
+      }
+      this.resume("timeout"); // nobody ended the pause: don't stay silent for good
+    }
     this._jb.tick((n * this.inRate) / this.outRate);
     let filled = 0;
     while (filled < n) {
@@ -162,6 +232,7 @@ export class Player {
       break;
     }
     if (filled > 0) {
+      this._fadeIn(out, filled);
       this._lastSample = out[filled - 1];
       if (!this.playing) {
         this.playing = true;
@@ -169,13 +240,7 @@ export class Player {
         this.onEvent({ type: "playing", playing: true });
       }
     }
-    for (let i = filled; i < n; i++) {
-      if (this._declickLeft > 0) {
-        out[i] = (this._declickFrom * --this._declickLeft) / this._declickLen;
-      } else {
-        out[i] = 0;
-      }
-    }
+    this._silence(out, filled);
     if (filled < n && this.playing && this._fifoLen() === 0 && this._jb.buffered === 0 && this._resampler.pending === 0) {
       // Everything received has now been rendered. (Tags can stop a sample or two short when downsampling:
       // the last inputs may have no output instant of their own, though they are in the filtered signal.)
@@ -193,6 +258,19 @@ export class Player {
         if (this._heard !== this._lastAcked) this._ack("tick");
       }
     }
+  }
+
+  /** Fill `out` from `from` on with the rest of the de-click ramp, then zeros. */
+  _silence(out, from) {
+    for (let i = from; i < out.length; i++) {
+      out[i] = this._declickLeft > 0 ? (this._declickFrom * --this._declickLeft) / this._declickLen : 0;
+    }
+  }
+
+  /** Scale the first samples after a resume by a rising ramp. */
+  _fadeIn(out, filled) {
+    const len = this._declickLen;
+    for (let i = 0; i < filled && this._fadeInLeft > 0; i++) out[i] *= (len - --this._fadeInLeft) / len;
   }
 
   _ack(reason) {

@@ -17,7 +17,7 @@ test("browser modules import cleanly without a DOM", async () => {
   const dictation = await import("../voice-dictation.js");
   const client = await import("../voice-client.js");
   assert.equal(typeof agent.VoiceAgentElement, "function");
-  assert.deepEqual(agent.VoiceAgentElement.observedAttributes, ["agent", "instance", "host", "transport"]);
+  assert.deepEqual(agent.VoiceAgentElement.observedAttributes, ["agent", "instance", "host", "transport", "show-metrics"]);
   assert.equal(typeof dictation.VoiceDictationElement, "function");
   assert.equal(client.PROTOCOL_VERSION, 1);
   assert.equal(client.VoiceClient.supportsOutputDevice, false);

@@ -72,3 +72,27 @@ test("playback: config, audio, render, acks, flush round trip", () => {
   assert.equal(drain.reason, "drain");
   assert.equal(drain.played, 16480, "flushed + discarded samples count as passed");
 });
+
+test("playback: pause and resume messages hold and continue the stream; maxPauseMs reaches the Player", () => {
+  const Playback = registered.get("voice-playback");
+  const proc = new Playback({ processorOptions: { prerollMs: 0, maxPauseMs: 100 } });
+  send(proc, { type: "config", sampleRate: 16000, stream: 2 });
+  send(proc, { type: "audio", pcm: new Int16Array(16000).fill(8000).buffer });
+  const out = [new Float32Array(128)];
+  for (let i = 0; i < 75; i++) proc.process([], [out]);
+  send(proc, { type: "pause" });
+  const msgs = () => proc.posted.map((p) => p.msg);
+  const pauseAck = msgs().findLast((m) => m.type === "ack");
+  assert.equal(pauseAck.reason, "pause");
+  assert.ok(Math.abs(pauseAck.played - 3200) <= 1);
+  assert.deepEqual(msgs().findLast((m) => m.type === "paused"), { type: "paused", paused: true, reason: "pause", stream: 2 });
+  for (let i = 0; i < 10; i++) proc.process([], [out]);
+  assert.equal(out[0].every((v) => v === 0), true);
+  send(proc, { type: "resume" });
+  proc.process([], [out]);
+  proc.process([], [out]); // past the 4 ms fade-in
+  assert.ok(Math.abs(out[0][127] - 8000 / 32768) < 1e-3, "plays again");
+  send(proc, { type: "pause" });
+  for (let i = 0; i < 40; i++) proc.process([], [out]); // 107 ms > maxPauseMs
+  assert.equal(msgs().findLast((m) => m.type === "paused").reason, "timeout");
+});
