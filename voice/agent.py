@@ -19,6 +19,7 @@ from .audio import AudioChunk
 from .config import Settings
 from .history import Message, Transcript
 from .providers.base import Transcriber, TTSProvider
+from .providers.turn import TurnDetector
 
 
 class Flush:
@@ -70,6 +71,9 @@ class AgentHost(Protocol):
 
     def default_tts(self) -> TTSProvider:
         """The server's text-to-speech."""
+
+    def default_turn_detector(self) -> TurnDetector | None:
+        """The server's end-of-turn detector."""
 
     async def schedule(self, agent: str, instance: str, delay: float, method: str, payload: Any) -> str:
         """Store a durable schedule; returns its id."""
@@ -193,6 +197,8 @@ class VoiceAgent(BaseAgent):
     tts: TTSProvider | None = None
     #: whether the user may interrupt the agent's replies by speaking (``speak(..., interruptible=...)`` overrides)
     allow_interruptions: bool = True
+    #: how the end of a user's turn is judged; None: the server's default
+    turn_detector: TurnDetector | None = None
 
     async def on_turn(self, transcript: str, ctx: TurnContext) -> TurnOutput:
         """Answer one user turn: return a str (or None for silence), return an async iterator of str, or be an
@@ -214,6 +220,15 @@ class VoiceAgent(BaseAgent):
     def get_tts(self) -> TTSProvider:
         """The text-to-speech for this agent's calls."""
         return self.tts or self._host.default_tts()
+
+    def get_turn_detector(self) -> TurnDetector | None:
+        """The end-of-turn detector for this agent's calls."""
+        return self.turn_detector or self._host.default_turn_detector()
+
+    async def on_user_idle(self, call: CallHandle, idle_seconds: float) -> None:
+        """The user has said nothing for ``idle_seconds`` since the agent last finished speaking (needs
+        ``VOICE_USER_IDLE_SECONDS``; called again each further period). E.g. ask "Are you still there?", and hang
+        up when it happens twice."""
 
     async def speak(self, call: CallHandle, text: str, *, interruptible: bool = True) -> None:
         """Say ``text`` on one connection (saved to history as an assistant message). ``interruptible=False``: the

@@ -25,6 +25,16 @@ def _origins(value: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in value.split(",") if o.strip())
 
 
+def _phrases(value: str) -> tuple[str, ...] | None:
+    return tuple(p.strip().lower() for p in value.split(",") if p.strip()) or None
+
+
+def _seconds_or_off(value: str) -> float | None:
+    if value.strip().lower() in ("off", "none", "0"):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True)
 class ChunkerConfig:
     """Chunk sizes in characters."""
@@ -66,6 +76,15 @@ class Settings:
     drain_seconds: float = 10.0  # on shutdown, how long in-flight turns may finish
     allowed_origins: tuple[str, ...] = ()  # VOICE_ALLOWED_ORIGINS (comma-separated); empty: same origin only
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
+    # turn-taking (docs/turn-taking.md); times in seconds
+    backchannels: tuple[str, ...] | None = None  # VOICE_BACKCHANNELS (comma-separated); None: the call language's set
+    endpoint_min: float = 0.25  # silence that ends a turn that sounds complete
+    endpoint: float = 0.37  # VOICE_ENDPOINT: ... one the detector has no opinion on (> the 350 ms pauses in a clause)
+    endpoint_unsure: float = 1.3  # ... one that probably goes on ("Where are you from?" / "...the weather in")
+    endpoint_max: float = 2.5  # VOICE_ENDPOINT_MAX: ... one that surely goes on ("remind me to…", "um")
+    interrupt_after: float = 0.6  # speech over the agent this long takes the floor even before a word is known
+    resume_after: float = 0.4  # speech over the agent that stopped without a word: play on after this silence
+    user_idle_seconds: float | None = None  # VOICE_USER_IDLE_SECONDS: on_user_idle after this silence (None: off)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -83,6 +102,10 @@ class Settings:
             max_call_seconds=_env("VOICE_MAX_CALL_SECONDS", cls.max_call_seconds, float),
             idle_timeout_seconds=_env("VOICE_IDLE_TIMEOUT", cls.idle_timeout_seconds, float),
             allowed_origins=_env("VOICE_ALLOWED_ORIGINS", cls.allowed_origins, _origins),
+            backchannels=_env("VOICE_BACKCHANNELS", cls.backchannels, _phrases),
+            endpoint=_env("VOICE_ENDPOINT", cls.endpoint, float),
+            endpoint_max=_env("VOICE_ENDPOINT_MAX", cls.endpoint_max, float),
+            user_idle_seconds=_env("VOICE_USER_IDLE_SECONDS", cls.user_idle_seconds, _seconds_or_off),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

@@ -34,6 +34,7 @@ log = logging.getLogger("voice.twilio")
 RATE = 8000
 FRAME_BYTES = 160  # 20 ms of μ-law at 8 kHz
 MAX_BACKLOG = 120.0  # seconds of accepted audio not yet sent before write() waits
+RECENT_FRAMES = 100  # sent frames remembered (2 s, far more than the lead) to re-send after a pause
 
 
 class MediaSink(Protocol):
@@ -80,6 +81,8 @@ class TwilioOutput(AudioOutput):
         self._echo_time = -math.inf  # when that echo arrived
         self._epoch = 0  # bumped by clear(): marks of older epochs were cleared, not played
         self._since_mark = 0
+        self._paused = False
+        self._recent: deque[tuple[int, bytes]] = deque()  # frames sent lately, (end position, μ-law): for pause
         self._wake = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
@@ -127,6 +130,8 @@ class TwilioOutput(AudioOutput):
     async def clear(self) -> int:
         """Tell Twilio to drop its buffer, drop ours, and return the position heard up to."""
         heard = self.played()
+        self._paused = False
+        self._recent.clear()
         self._epoch += 1  # before the clear goes out: the echo flood that follows means "cleared"
         self.clears += 1
         self.sink.send_clear()
@@ -138,6 +143,33 @@ class TwilioOutput(AudioOutput):
         self._since_mark = 0
         self.progressed()
         return heard
+
+    def pause(self) -> None:
+        """Hold playback: Twilio drops what it buffered (``clear``) and that audio goes back to the front of our
+        queue, from the position heard; the pacer waits for :meth:`resume`."""
+        if self._paused:
+            return
+        heard = self.played()
+        self._paused = True
+        self._epoch += 1
+        self.clears += 1
+        self.sink.send_clear()
+        unplayed = b"".join(frame[max(0, heard - (end - len(frame))) :] for end, frame in self._recent if end > heard)
+        if unplayed:
+            self._queue.appendleft((bytearray(unplayed), self._sent))
+            self._queued_bytes += len(unplayed)
+            self._empty.clear()
+        now = self.clock()
+        self._sent, self._end_time = heard, now
+        self._echo_pos, self._echo_time = heard, now
+        self._since_mark = 0
+        self._recent.clear()
+
+    def resume(self) -> None:
+        """Play on from where :meth:`pause` held."""
+        if self._paused:
+            self._paused = False
+            self._wake.set()
 
     async def drain(self) -> None:
         """Wait until everything written has been sent to Twilio (not played: see :meth:`played`)."""
@@ -155,8 +187,9 @@ class TwilioOutput(AudioOutput):
     async def _pace(self) -> None:
         """Send queued audio in 20 ms frames whenever less than ``lead`` seconds are buffered at Twilio."""
         while not self.sink.closed:
-            if not self._queue:
-                self._empty.set()
+            if not self._queue or self._paused:
+                if not self._queue:
+                    self._empty.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -176,6 +209,9 @@ class TwilioOutput(AudioOutput):
         self.sink.send_media(frame)
         self._end_time = max(self._end_time, self.clock()) + len(frame) / RATE
         self._sent = end - len(data)
+        self._recent.append((self._sent, frame))
+        if len(self._recent) > RECENT_FRAMES:
+            self._recent.popleft()
         self._since_mark += len(frame)
         if not data:
             self._queue.popleft()

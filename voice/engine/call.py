@@ -29,23 +29,37 @@ from .._aio import TaskSet, maybe_await
 from ..agent import BaseAgent, VoiceAgent, VoiceInputAgent
 from ..config import Settings
 from ..history import Transcript
-from ..providers.base import EagerFinal, Final, Interim, SpeechStarted, TranscriberError, TranscriberEvent, TurnResumed
+from ..providers.base import (
+    EagerFinal,
+    Final,
+    Interim,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriberError,
+    TranscriberEvent,
+    TurnResumed,
+)
 from ..reply import CURRENT_REPLY, AudioOutput, Reply
 from .floor import Floor
 from .speech_input import BargeInVAD, SpeechInput
-from .turn_taking import (
+from .turn_events import (
     CallEnded,
+    CallStarted,
     ClientInterrupt,
     EarlyTranscript,
     Event,
     FinalTranscript,
+    InterimTranscript,
     ReplyPhase,
     SpeakRequest,
-    TurnTaking,
+    Tick,
     TypedMessage,
     UserResumed,
     UserSpeechStarted,
+    UserSpeechStopped,
 )
+from .turn_policy import TurnPolicy
+from .turn_taking import TurnTaking
 
 log = logging.getLogger("voice.call")
 
@@ -108,7 +122,10 @@ class Call:
         self.speech: SpeechInput | None = None  # the STT side, while a call is starting or on
         self._vad: BargeInVAD | None = None  # our own barge-in detector, for STT without speech starts
         allow = agent.allow_interruptions if isinstance(agent, VoiceAgent) else True
-        self.turns = TurnTaking(allow_interruptions=allow)
+        self.language = self.query.get("language") or "en"
+        self.turns = TurnTaking(TurnPolicy.from_settings(settings, self.language), allow_interruptions=allow)
+        self.detector = agent.get_turn_detector() if isinstance(agent, VoiceAgent) else None
+        self._tick: asyncio.TimerHandle | None = None
         self._events: asyncio.Queue[tuple[Event | TranscriberEvent, asyncio.Future[None] | None]] = asyncio.Queue()
         self.floor = Floor(self, self.turns, self._post)
         self._status = "idle"  # last status sent
@@ -191,7 +208,7 @@ class Call:
             self._post(ClientInterrupt())
         elif kind == "text_message":
             if (message.text or "").strip():
-                self._post(TypedMessage(message.text or ""))
+                self._post(TypedMessage(message.text or "", time.monotonic()))
         elif kind == "end_of_speech" and self.speech is not None:
             self._tasks.spawn(self.speech.commit())
         # hello, start_of_speech: nothing to do (welcome is sent on connect; turn detection is the STT's)
@@ -210,8 +227,10 @@ class Call:
         if speech is None:
             return  # audio outside a call is ignored, as in @cloudflare/voice
         speech.feed(pcm)
-        if self._vad is not None and self._vad.started(pcm, armed=self.turns.can_barge_in()):
-            self._post(UserSpeechStarted())
+        if self._vad is not None:
+            for kind in self._vad.process(pcm, armed=self.turns.can_barge_in()):
+                now = time.monotonic()
+                self._post(UserSpeechStarted(now) if kind == "start" else UserSpeechStopped(now))
 
     def dtmf(self, digit: str) -> None:
         """A keypad digit (phone calls): for the agent's ``on_dtmf``."""
@@ -236,7 +255,11 @@ class Call:
         self.output.begin_stream()
         try:
             transcriber = agent.create_transcriber(self)
-            await speech.open(transcriber, str(self.query.get("language") or getattr(transcriber, "language", "en")))
+            self.language = str(self.query.get("language") or getattr(transcriber, "language", "en"))
+            self.turns.policy = TurnPolicy.from_settings(self.settings, self.language)
+            self.turns.endpointing = transcriber.engine_endpointing and isinstance(agent, VoiceAgent)
+            max_silence = int(self.turns.policy.endpoint_max * 1000) + 100 if self.turns.endpointing else None
+            await speech.open(transcriber, self.language, max_silence)
         except Exception as exc:  # noqa: BLE001 - any provider failure ends the call attempt cleanly
             log.warning("STT failed to start on %s: %s", self.id, exc)
             return await self._abort(speech, f"speech recognition failed to start: {type(exc).__name__}",
@@ -247,6 +270,7 @@ class Call:
             self._vad = BargeInVAD()
         self.started_at = time.monotonic()
         self._enter(CallState.ACTIVE)
+        self._post(CallStarted(self.started_at))
         self._publish_status()
         await maybe_await(agent.on_call_start(self))
 
@@ -284,6 +308,8 @@ class Call:
         await self.end(notify=False)
         self._enter(CallState.CLOSED)
         self.agent._calls.discard(self)
+        if self._tick is not None:
+            self._tick.cancel()
         if not self._in_worker():
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -357,6 +383,7 @@ class Call:
                 if decided is not None:
                     await self.floor.run(self.turns.receive(decided))
                     self._publish_status()
+                    self._arm_tick()
             except Exception:
                 log.exception("call %s: handling %s failed", self.id, type(event).__name__)
             finally:
@@ -366,13 +393,18 @@ class Call:
     async def _decide(self, event: Event | TranscriberEvent) -> Event | None:
         """Provider events become turn-taking events (after the ``after_transcribe`` hook)."""
         if isinstance(event, SpeechStarted):
-            return UserSpeechStarted() if self.in_call else None
+            return UserSpeechStarted(event.at) if self.in_call else None
+        if isinstance(event, SpeechStopped):
+            return UserSpeechStopped(event.at) if self.in_call else None
+        if isinstance(event, Interim):
+            return InterimTranscript(event.text, time.monotonic()) if self.in_call else None
         if isinstance(event, TurnResumed):
-            return UserResumed()
+            return UserResumed(event.at)
         if isinstance(event, EagerFinal):
             if not isinstance(self.agent, VoiceAgent) or not self.in_call:
                 return None
-            return EarlyTranscript(await self._rewrite(event.text), event.speech_ended_at)
+            text = await self._rewrite(event.text)
+            return EarlyTranscript(text, event.speech_ended_at, time.monotonic(), await self._score(text))
         if isinstance(event, Final):
             final_at = time.monotonic()
             self.send({"type": "transcript_interim", "text": ""})
@@ -385,6 +417,26 @@ class Call:
             await self._dictated(event.text)
             return None
         return event  # type: ignore[return-value]  # already a turn-taking event
+
+    async def _score(self, text: str) -> float | None:
+        """How complete the turn sounds (the turn detector), when the engine decides the end of turn."""
+        if not self.turns.endpointing or self.detector is None or not text or self.speech is None:
+            return None
+        try:
+            return await self.detector.complete(text, self.speech.recent_audio())
+        except Exception:
+            log.exception("turn detector failed on %s", self.id)
+            return None
+
+    def _arm_tick(self) -> None:
+        """Wake the turn-taking at its next deadline."""
+        deadline = self.turns.deadline
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if deadline is not None and not self.closed:
+            delay = max(0.0, deadline - time.monotonic())
+            self._tick = asyncio.get_running_loop().call_later(delay, lambda: self._post(Tick(time.monotonic())))
 
     async def _rewrite(self, text: str) -> str:
         return ((await maybe_await(self.agent.after_transcribe(text.strip(), self))) or "").strip()
@@ -403,10 +455,9 @@ class Call:
         """From the STT session (on the event loop): interims are shown at once, the rest goes to the worker."""
         if self.closed or self.state is CallState.IDLE:
             return
-        if isinstance(event, Interim):
-            if self.in_call:
-                self.send({"type": "transcript_interim", "text": event.text})
-        elif isinstance(event, TranscriberError):  # fatal ones are handled by SpeechInput
+        if isinstance(event, Interim) and self.in_call:
+            self.send({"type": "transcript_interim", "text": event.text})
+        if isinstance(event, TranscriberError):  # fatal ones are handled by SpeechInput
             self.send_error(f"speech recognition: {event.message}", "stt_error")
         else:
             if isinstance(event, Final) and self.speech is not None:
@@ -421,6 +472,16 @@ class Call:
             if running is reply:
                 self.turns.receive(ReplyPhase(reply_id, phase))
         self._publish_status()
+
+    def finish_utterance(self) -> None:
+        """The turn is over: the STT finishes the utterance now (its final transcript follows)."""
+        if self.speech is not None:
+            self._tasks.spawn(self.speech.commit(), name=f"call-{self.id}-commit")
+
+    def user_idle(self, seconds: float, count: int) -> None:
+        """The user has been silent for ``seconds``: the agent's ``on_user_idle``."""
+        if isinstance(self.agent, VoiceAgent) and self.in_call:
+            self._tasks.spawn(self._hook("on_user_idle", self.agent.on_user_idle(self, seconds)))
 
     def reply_interrupted(self) -> None:
         """A reply was cut: say the status again (a client that stopped playback waits for it)."""

@@ -17,17 +17,21 @@ from .._aio import TaskSet, maybe_await
 from ..agent import BaseAgent, VoiceAgent
 from ..history import Transcript
 from ..reply import Reply, ReplyHost, TurnMetrics
-from .turn_taking import (
+from .turn_events import (
     Action,
     CancelSpeech,
     DropReply,
+    FinishUtterance,
     Interrupt,
+    PausePlayback,
     ReleaseReply,
     ReplyEnded,
+    ResumePlayback,
     StartReply,
     StartSpeech,
-    TurnTaking,
+    UserIdle,
 )
+from .turn_taking import TurnTaking
 
 log = logging.getLogger("voice.call")
 
@@ -43,6 +47,12 @@ class FloorHost(ReplyHost, Protocol):
 
     def reply_interrupted(self) -> None:
         """A reply was cut: the client must hear the status again."""
+
+    def finish_utterance(self) -> None:
+        """Ask the STT for the final transcript of the utterance in progress now."""
+
+    def user_idle(self, seconds: float, count: int) -> None:
+        """Tell the agent the user has been silent."""
 
 
 class Floor:
@@ -88,6 +98,12 @@ class Floor:
                 self._start_speech(action)
             elif isinstance(action, CancelSpeech):
                 self._speech_done(action.token)
+            elif isinstance(action, PausePlayback | ResumePlayback):
+                self._pause(action)
+            elif isinstance(action, FinishUtterance):
+                self.call.finish_utterance()
+            elif isinstance(action, UserIdle):
+                self.call.user_idle(action.seconds, action.count)
 
     def _start_reply(self, action: StartReply) -> None:
         call = self.call
@@ -128,6 +144,18 @@ class Floor:
         )
         self._watch(action.reply, reply.start(), token=action.token)
 
+    def _pause(self, action: PausePlayback | ResumePlayback) -> None:
+        """Hold the reply's audio while the user may be interrupting, or play on."""
+        if action.reply not in self.replies:
+            return
+        output = self.call.output
+        if isinstance(action, PausePlayback):
+            self.call.send({"type": "playback_pause"})
+            output.pause()
+        else:
+            output.resume()
+            self.call.send({"type": "playback_resume"})
+
     async def _interrupt(self, action: Interrupt) -> None:
         """Cancel the reply, stop its audio, store what was heard, say so."""
         call = self.call
@@ -160,7 +188,7 @@ class Floor:
             self.replies.pop(reply_id, None)
             if token is not None:
                 self._speech_done(token)
-            self._post(ReplyEnded(reply_id))
+            self._post(ReplyEnded(reply_id, time.monotonic()))
 
     def _store(self, reply: Reply, heard_position: int | None) -> None:
         """The one place a reply reaches history: what the user heard of it."""

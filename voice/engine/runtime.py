@@ -18,6 +18,7 @@ from ..config import Settings
 from ..history import Schedule, Scheduler, SQLiteStore, Store, Transcript
 from ..providers.base import Transcriber, TTSProvider
 from ..providers.factory import make_transcriber, make_tts
+from ..providers.turn import TextTurnDetector, TurnDetector
 from .call import Call
 
 log = logging.getLogger("voice")
@@ -44,6 +45,7 @@ class Runtime:
         transcriber: Transcriber | None = None,
         tts: TTSProvider | None = None,
         store: Store | None = None,
+        turn_detector: TurnDetector | None = None,
     ) -> None:
         for name, cls in agents.items():
             if not (isinstance(cls, type) and issubclass(cls, BaseAgent)):
@@ -55,6 +57,7 @@ class Runtime:
         self.settings = settings
         self._transcriber = transcriber
         self._tts = tts
+        self._turn_detector = turn_detector or TextTurnDetector()
         self.store: Store = store or SQLiteStore(settings.db_path)
         self.scheduler = Scheduler(self.store, self._fire)
         self._instances: dict[tuple[str, str], tuple[BaseAgent, int]] = {}
@@ -79,6 +82,10 @@ class Runtime:
         if self._tts is None:
             self._tts = make_tts()
         return self._tts
+
+    def default_turn_detector(self) -> TurnDetector | None:
+        """The server's end-of-turn detector."""
+        return self._turn_detector
 
     async def schedule(self, agent: str, instance: str, delay: float, method: str, payload: Any) -> str:
         """Store a durable schedule."""

@@ -15,6 +15,8 @@ from ..providers.base import Transcriber, TranscriberError, TranscriberEvent, Tr
 log = logging.getLogger("voice.call")
 
 BYTES_PER_SECOND = 32_000  # 16 kHz int16
+RECENT_SECONDS = 8  # what a turn detector looks at (Smart Turn's window)
+RECENT_BYTES = RECENT_SECONDS * BYTES_PER_SECOND
 
 
 class SpeechInput:
@@ -31,6 +33,8 @@ class SpeechInput:
         self._on_give_up = on_give_up
         self._limit = int(buffer_seconds * BYTES_PER_SECOND)
         self.language = "en"
+        self.max_silence_ms: int | None = None
+        self._recent = bytearray()  # the last RECENT_SECONDS of audio, for the turn detector
         self.transcriber: Transcriber | None = None
         self.session: TranscriberSession | None = None
         self._pending: list[bytes] | None = []  # audio while a session opens
@@ -41,10 +45,12 @@ class SpeechInput:
         self._tasks = TaskSet("speech input")
         self.closed = False
 
-    async def open(self, transcriber: Transcriber, language: str = "en") -> None:
-        """Open the first session and hand it the audio buffered so far. Raises if the provider fails to start."""
+    async def open(self, transcriber: Transcriber, language: str = "en", max_silence_ms: int | None = None) -> None:
+        """Open the first session and hand it the audio buffered so far. Raises if the provider fails to start.
+        ``max_silence_ms``: the engine decides the end of turn (see ``TranscriberOptions``)."""
         self.transcriber = transcriber
         self.language = language
+        self.max_silence_ms = max_silence_ms
         session = await self._open_session()
         if self.closed:
             await _close_quietly(session)
@@ -55,6 +61,10 @@ class SpeechInput:
 
     def feed(self, pcm: bytes) -> None:
         """16 kHz mono int16 from the caller (buffered while no session is open)."""
+        recent = self._recent
+        recent += pcm
+        if len(recent) > RECENT_BYTES * 1.25:
+            del recent[: len(recent) - RECENT_BYTES]
         session = self.session
         if session is None:
             if self._pending is not None and self._pending_bytes < self._limit:
@@ -80,6 +90,10 @@ class SpeechInput:
             return
         self._on_event(event)
 
+    def recent_audio(self) -> bytes:
+        """The caller's last ``RECENT_SECONDS`` of audio, ending now."""
+        return bytes(self._recent[-RECENT_BYTES:])
+
     def final_seen(self) -> None:
         """A final transcript arrived: the audio before it need not be replayed any more."""
         self._since_final.clear()
@@ -101,7 +115,7 @@ class SpeechInput:
     async def _open_session(self) -> TranscriberSession:
         assert self.transcriber is not None
         self._open_error = None
-        options = TranscriberOptions(on_event=self.handle, language=self.language)
+        options = TranscriberOptions(on_event=self.handle, language=self.language, max_silence_ms=self.max_silence_ms)
         session = await self.transcriber.create_session(options)
         await session.wait_until_ready()
         return session
@@ -149,16 +163,16 @@ async def _close_quietly(session: TranscriberSession) -> None:
 
 
 class BargeInVAD:
-    """Our own speech-start detector, for transcribers that do not report speech starts. It listens only while
-    ``armed`` (the agent is audible), so speech that began before the agent spoke counts once it is heard over it."""
+    """Our own speech detector, for transcribers that report no speech starts. It listens only while ``armed``
+    (the agent is audible), so speech that began before the agent spoke counts once it is heard over it."""
 
     def __init__(self) -> None:
-        self._vad = VoiceActivityDetector(VADConfig(start_ms=100))
+        self._vad = VoiceActivityDetector(VADConfig(start_ms=100, stop_ms=200))
 
-    def started(self, pcm: bytes, armed: bool) -> bool:
-        """Whether speech started in this audio."""
-        if not armed:
+    def process(self, pcm: bytes, armed: bool) -> list[str]:
+        """"start" / "stop" for speech that started or stopped in this audio."""
+        if not armed and not self._vad.speaking:
             if self._vad.state is not VADState.QUIET:
                 self._vad.reset()
-            return False
-        return any(event.kind == "start" for event in self._vad.process(pcm))
+            return []
+        return [event.kind for event in self._vad.process(pcm)]

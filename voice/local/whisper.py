@@ -36,6 +36,7 @@ from ..providers.base import (
     Final,
     Interim,
     SpeechStarted,
+    SpeechStopped,
     Transcriber,
     TranscriberError,
     TranscriberEvent,
@@ -58,6 +59,7 @@ class WhisperSettings:
     min_speech_ms: int = 200  # turns with less voiced audio are blips (cough, click): no Final
     preroll_ms: int = 300  # audio kept from before the speech start
     interim_results: bool = True
+    first_interim_ms: int = 250  # the first interim this soon after speech starts (tells "stop" from "mhm" early)
     interim_interval_ms: int = 800  # audio between two interims
     interim_window_s: float = 5.0  # encoder window of interims beyond the clip (cheap); None = full 30 s
     speech_threshold: float = 0.5  # Silero probability that starts speech; it ends below threshold - 0.15
@@ -65,6 +67,7 @@ class WhisperSettings:
     stall_timeout_ms: int = 1000  # wall-clock fallback: end a pausing turn if no audio arrives for this long
     eager_final: bool = True  # announce the early transcription as an EagerFinal (the reply starts speculatively)
     beam_size: int = 1  # beam 5 measured: same WER on clean speech, -1 word in 20 noisy sentences, +50 ms/call
+    final_window_s: float | None = 5.0  # encoder window beyond the clip for finals: WER as the full 30 s, 3x faster
 
 
 class WhisperTranscriber(Transcriber):
@@ -75,6 +78,7 @@ class WhisperTranscriber(Transcriber):
     """
 
     emits_speech_start = True
+    engine_endpointing = True
 
     def __init__(self, model_path: str | Path | None = None, *, language: str = "en", **settings: Any) -> None:
         self.model_path = resolve_model_path(model_path)  # fail at construction, not mid-call
@@ -100,6 +104,8 @@ class WhisperTranscriber(Transcriber):
         runtime = await self._ensure_loaded()
         fields = {f.name for f in dataclasses.fields(WhisperSettings)}
         settings = dataclasses.replace(self.settings, **{k: v for k, v in options.extra.items() if k in fields})
+        if options.max_silence_ms is not None:  # the engine decides the end of turn; this is only the fallback
+            settings = dataclasses.replace(settings, end_silence_ms=options.max_silence_ms)
         return WhisperSession(runtime, options, settings, options.language or self.language)
 
 
@@ -116,6 +122,9 @@ class _Utterance:
     interim_job: asyncio.Future | None = None
     interim_text: str = ""
     eager_sent: bool = False  # an EagerFinal went out for the current early transcription
+    stopped_sent: bool = False  # a SpeechStopped went out for the current pause
+    commit_requested: bool = False  # commit() came while a sound was starting: end at the first sure silence
+    sound: bool = False  # the last chunk had sound that may be speech resuming
 
 
 class WhisperSession(TranscriberSession):
@@ -188,6 +197,7 @@ class WhisperSession(TranscriberSession):
             quiet = (3 - int(loud[-1])) * CHUNK // 4
             utt.voiced += CHUNK
             utt.last_voiced, utt.last_voiced_at = self._pos - quiet, chunk_end_at - quiet / RATE
+            utt.stopped_sent = utt.commit_requested = utt.sound = False
             if utt.early is not None:  # speech resumed: the early transcription is stale
                 self._drop(utt.early)
                 utt.early = None
@@ -197,17 +207,21 @@ class WhisperSession(TranscriberSession):
             self._maybe_interim(utt)
         else:
             silence_ms = (self._pos - utt.last_voiced) * 1000 / RATE
+            if not utt.stopped_sent:
+                utt.stopped_sent = True
+                self._emit(SpeechStopped(utt.last_voiced_at))
             if (
                 s.early_transcribe_ms is not None and utt.early is None and silence_ms >= s.early_transcribe_ms
                 and utt.voiced * 1000 / RATE >= s.min_speech_ms
             ):
-                utt.early = self._submit(EARLY, bytes(utt.audio), None)
+                utt.early = self._submit(EARLY, bytes(utt.audio), s.final_window_s)
                 if s.eager_final:
                     utt.early.add_done_callback(functools.partial(self._eager, utt))
             # Sound that Silero is not yet sure about may be speech resuming (its onset lags a chunk or two):
             # give it one more chunk before ending the turn, so a 350 ms pause is never cut.
             hold = loud.size > 0 and prob >= 0.2 and silence_ms < s.end_silence_ms + CHUNK_MS
-            if silence_ms >= s.end_silence_ms and not hold:
+            utt.sound = hold
+            if (silence_ms >= s.end_silence_ms or utt.commit_requested) and not hold:
                 self._end_utterance()
                 return
         if len(utt.audio) >= s.max_utterance_s * RATE * 2:
@@ -219,7 +233,7 @@ class WhisperSession(TranscriberSession):
     def _start_utterance(self, now: float, announce: bool = True) -> None:
         """A new turn, with the pre-roll (unless it continues one cut at ``max_utterance_s``)."""
         audio = bytearray(b"".join(self._preroll) if announce else b"")
-        next_interim = self._pos + self._ms(self._s.interim_interval_ms)
+        next_interim = self._pos + self._ms(self._s.first_interim_ms)
         self._utt = _Utterance(audio, self._onset * CHUNK, self._pos, now, next_interim=next_interim)
         self._onset = 0
         if announce:
@@ -239,7 +253,7 @@ class WhisperSession(TranscriberSession):
             return
         job = utt.early
         if job is None:
-            job = self._submit(FINAL, bytes(utt.audio), None)
+            job = self._submit(FINAL, bytes(utt.audio), self._s.final_window_s)
         else:
             self._rt.scheduler.promote(job._voice_cf, FINAL)  # type: ignore[attr-defined]
         self._finals.append((utt, job))
@@ -325,10 +339,15 @@ class WhisperSession(TranscriberSession):
             self._end_utterance()
 
     async def commit(self) -> None:
-        """End the current turn now (the client knows the user stopped) and wait for its Final."""
+        """End the current turn now (the engine or the client knows the user stopped) and wait for its Final. If a
+        sound has just begun (speech resuming after a pause?) the turn ends at the first chunk Silero calls silence
+        instead, and a resumption is reported as usual (TurnResumed)."""
         if self._closed:
             return
         utt = self._utt
+        if utt is not None and not self._speaking and (utt.sound or self._pending_is_loud()):
+            utt.commit_requested = True
+            return
         if utt is not None:
             if utt.early is None:  # (an early transcription already covers all the speech: keep it)
                 utt.audio += self._pending
@@ -337,6 +356,14 @@ class WhisperSession(TranscriberSession):
         pending = [job for _, job in self._finals]
         if pending:
             await asyncio.wait(pending)
+
+    def _pending_is_loud(self) -> bool:
+        """Whether the audio not yet in a chunk has sound in it (an 8 ms block above -55 dBFS)."""
+        usable = len(self._pending) - len(self._pending) % 256
+        if usable <= 0:
+            return False
+        blocks = np.frombuffer(bytes(self._pending[:usable]), dtype="<i2").astype(np.float32).reshape(-1, 128) / 32768
+        return bool((np.sqrt((blocks * blocks).mean(axis=1)) > 0.00178).any())
 
     async def close(self) -> None:
         """Stop: drop queued model work and emit nothing more."""

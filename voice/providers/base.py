@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..audio import AudioChunk
 
@@ -24,6 +25,14 @@ from ..audio import AudioChunk
 @dataclass(frozen=True)
 class SpeechStarted:
     """The user started speaking (drives barge-in)."""
+
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    """The user stopped speaking: silence began (the turn may go on after a pause). Optional: lets the engine tell a
+    noise or a short acknowledgement from the start of an interruption."""
 
     at: float = field(default_factory=time.monotonic)
 
@@ -77,7 +86,7 @@ class TurnResumed:
     at: float = field(default_factory=time.monotonic)
 
 
-TranscriberEvent = SpeechStarted | Interim | EagerFinal | TurnResumed | Final | TranscriberError
+TranscriberEvent = SpeechStarted | SpeechStopped | Interim | EagerFinal | TurnResumed | Final | TranscriberError
 
 
 @dataclass
@@ -87,7 +96,10 @@ class TranscriberOptions:
     on_event: Callable[[TranscriberEvent], None]
     sample_rate: int = 16_000
     language: str = "en"
-    extra: dict = field(default_factory=dict)
+    #: set when the engine decides the end of each turn (it calls ``commit()`` then): end an utterance on your own
+    #: only after this much silence. None: the provider's own endpointing decides.
+    max_silence_ms: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TranscriberSession(ABC):
@@ -113,6 +125,9 @@ class Transcriber(ABC):
 
     #: True if the sessions emit :class:`SpeechStarted`. If False the engine runs its own VAD for barge-in.
     emits_speech_start: bool = True
+    #: True if sessions honour ``TranscriberOptions.max_silence_ms`` and finish an utterance promptly on
+    #: ``commit()``, so the engine may decide when a turn is over (semantic end of turn).
+    engine_endpointing: bool = False
 
     @abstractmethod
     async def create_session(self, options: TranscriberOptions) -> TranscriberSession:

@@ -54,6 +54,13 @@ class AudioOutput(ABC):
     def begin_stream(self) -> None:  # noqa: B027 - optional
         """A new stream of agent audio starts (``audio_config`` went out: a client's sample count restarts)."""
 
+    def pause(self) -> None:  # noqa: B027 - optional: audio that cannot be held keeps playing until a decision
+        """Hold playback where it is (the user may be interrupting); the heard position stops advancing and audio
+        written meanwhile waits. :meth:`resume` plays on from the same sample, :meth:`clear` drops it all."""
+
+    def resume(self) -> None:  # noqa: B027 - optional
+        """Play on after :meth:`pause`."""
+
     def progressed(self) -> None:
         """What was heard changed by a report from the wire, or nobody listens any more: wake playout waiters."""
         if self._progress is not None:
@@ -81,15 +88,19 @@ class PlaybackClock:
         self._end_time = 0.0  # when the last written sample finishes playing
         self._cleared_at = 0  # heard position at the last clear
         self._gap_end = 0  # the timeline position where audio after the last clear starts
+        self._paused_at: int | None = None  # heard position while paused
 
     def on_write(self, samples: int) -> None:
         """``samples`` more were sent to the player."""
         now = self.clock()
-        self._end_time = max(self._end_time, now) + samples / self.sample_rate
+        if self._paused_at is None:
+            self._end_time = max(self._end_time, now) + samples / self.sample_rate
         self.written += samples
 
     def played(self) -> int:
         """The estimated heard position."""
+        if self._paused_at is not None:
+            return self._paused_at
         remaining = max(0.0, self._end_time - self.clock()) * self.sample_rate
         raw = self.written - round(remaining)
         return self._cleared_at if raw <= self._gap_end else raw
@@ -100,4 +111,17 @@ class PlaybackClock:
         self._cleared_at = position
         self._gap_end = self.written
         self._end_time = self.clock()
+        self._paused_at = None
         return position
+
+    def pause(self, heard: int | None = None) -> None:
+        """The player holds its audio; ``heard`` overrides the estimate of where it stopped."""
+        if self._paused_at is None:
+            self._paused_at = self.played() if heard is None else max(0, min(heard, self.written))
+
+    def resume(self) -> None:
+        """The player plays on from where it held."""
+        if self._paused_at is not None:
+            remaining = self.written - self._paused_at
+            self._paused_at = None
+            self._end_time = self.clock() + remaining / self.sample_rate

@@ -54,9 +54,9 @@ class Connection:
     async def open(self, agent_name: str, instance: str, *, greet: bool = True) -> Call | None:
         """Acquire the instance and create the call (``welcome`` and ``status: idle`` first when ``greet``). An
         unknown agent gets an ``error`` and close 4404; returns None then."""
+        agent = await self.runtime.acquire(agent_name, instance)
         if greet:
             self.peer.send_json(protocol.welcome())
-        agent = await self.runtime.acquire(agent_name, instance)
         if agent is None:
             self.peer.send_json(protocol.error(f"unknown agent {agent_name[:60]!r}", "unknown_agent"))
             await self.peer.close(protocol.CLOSE_UNKNOWN_AGENT, "unknown agent")

@@ -63,6 +63,16 @@ class WebSocketOutput(AudioOutput):
             return self._acked
         return estimate
 
+    def pause(self) -> None:
+        """``playback_pause`` went out: a client that honours it holds its audio (one that does not plays on until
+        the decision; its acks, if it sends them, keep the heard position true either way)."""
+        self.clock.pause(self._acked if self._acked is not None and self._acked < self.clock.played() else None)
+
+    def resume(self) -> None:
+        """``playback_resume`` went out."""
+        self.clock.resume()
+        self.progressed()
+
     async def clear(self) -> int:
         """Barge-in: wait briefly for a fresh report, then drop the timeline's rest."""
         if self._acked is None:

@@ -54,6 +54,7 @@ class WebRTCOutput(AudioOutput):
         self._written = 0
         self._consumed = 0  # timeline position of the first queued sample
         self._attached = False
+        self._paused = False
         self._resampler = RateAdapter(RATE)
         self.emitted_frames = 0  # counters, for tests and benchmarks
         self.audio_frames = 0  # frames that carried agent audio
@@ -105,9 +106,18 @@ class WebRTCOutput(AudioOutput):
         """Whether queued audio remains."""
         return self._consumed < self._written
 
+    def pause(self) -> None:
+        """The track sends silence and keeps the queue."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """The track plays on from the next queued sample."""
+        self._paused = False
+
     async def clear(self) -> int:
         """Drop what the track has not emitted."""
         heard = self._consumed
+        self._paused = False
         self._buffer.clear()
         self._consumed = self._written
         self.progressed()
@@ -117,7 +127,7 @@ class WebRTCOutput(AudioOutput):
         """The next 20 ms for the wire (zero-padded; silence when idle), and whether it holds agent audio."""
         self.emitted_frames += 1
         buffer = self._buffer
-        if not buffer:
+        if not buffer or self._paused:
             return _SILENCE, False
         data = bytes(buffer[:FRAME_BYTES])
         del buffer[:FRAME_BYTES]  # O(1) at the front of a bytearray

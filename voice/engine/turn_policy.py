@@ -1,0 +1,112 @@
+"""The knobs of turn-taking and the small judgements made with them: is this utterance a backchannel ("mhm") or
+words that take the floor, and how much silence ends a turn given how complete it sounds. Pure functions of text and
+numbers; the defaults are the ones measured in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..config import Settings
+
+#: acknowledgements that do not take the floor from a speaking agent (English); phrases are matched whole
+BACKCHANNELS: tuple[str, ...] = (
+    "mhm", "mmhmm", "mmhm", "mm", "hmm", "hm", "uhhuh", "uhhum", "okay", "ok", "oh okay", "yeah", "yep", "yes",
+    "yup", "right", "alright", "all right", "i see", "sure", "got it", "cool", "nice", "great", "exactly",
+    "true", "oh", "ah", "aha", "wow", "fine", "good", "perfect", "of course", "indeed", "makes sense",
+)
+#: the same, by language (the call's language picks; ``Settings.backchannels`` overrides)
+BACKCHANNELS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    "en": BACKCHANNELS,
+    "es": ("sí", "si", "vale", "claro", "ajá", "aja", "ya", "mhm", "okey", "ok", "bueno", "vale vale", "ah"),
+    "fr": ("oui", "ouais", "d'accord", "ok", "mhm", "ah", "bon", "voilà", "d'accord d'accord", "oui oui", "hum"),
+    "de": ("ja", "genau", "okay", "ok", "mhm", "aha", "stimmt", "richtig", "gut", "ach so", "ja ja", "klar"),
+}
+#: sounds that carry no meaning by themselves: the user may be about to speak
+FILLERS: tuple[str, ...] = ("um", "uh", "er", "erm", "ehm", "uhm", "hmm", "mm")
+
+_TOKEN = re.compile(r"[\w']+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words with punctuation and inner hyphens removed ("Mm-hmm." → ["mmhmm"])."""
+    return _TOKEN.findall(text.lower().replace("-", ""))
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    """How a call takes turns. Times in seconds."""
+
+    #: phrases that are acknowledgements, not turns (while the agent has the floor)
+    backchannels: tuple[str, ...] = BACKCHANNELS
+    fillers: tuple[str, ...] = FILLERS
+    #: silence that ends a turn the detector thinks complete, has no opinion on, thinks probably or surely unfinished
+    endpoint_min: float = 0.25
+    endpoint: float = 0.37
+    endpoint_unsure: float = 1.3
+    endpoint_max: float = 2.5
+    #: the detector's P(complete): at or above ``complete_above`` complete, at or below ``unsure_below`` probably
+    #: unfinished, at or below ``incomplete_below`` surely unfinished
+    complete_above: float = 0.8
+    unsure_below: float = 0.35
+    incomplete_below: float = 0.15
+    #: speech over the agent this long (from its start) takes the floor even before any word is transcribed
+    interrupt_after: float = 0.6
+    #: ... unless all it said so far is backchannel, then this long
+    backchannel_max: float = 1.2
+    #: speech over the agent that stopped without a word: play on after this much silence
+    resume_after: float = 0.4
+    #: a paused reply is decided by then at the latest (played on unless real words came)
+    barge_in_timeout: float = 2.5
+    #: say the user is idle after this much silence with the floor free (None: never)
+    user_idle: float | None = None
+    _phrases: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        phrases = {tuple(words(p)) for p in self.backchannels if words(p)}
+        object.__setattr__(self, "_phrases", tuple(sorted(phrases, key=len, reverse=True)))
+
+    def classify(self, text: str) -> str:
+        """ "none" (no words, or fillers only), "backchannel" (acknowledgements only) or "words" (takes the floor)."""
+        tokens = [w for w in words(text) if w not in self.fillers or self._is_phrase_start(w)]
+        if not tokens:
+            return "none"
+        i = 0
+        while i < len(tokens):
+            for phrase in self._phrases:
+                if tuple(tokens[i : i + len(phrase)]) == phrase:
+                    i += len(phrase)
+                    break
+            else:
+                return "words"
+        return "backchannel"
+
+    def _is_phrase_start(self, word: str) -> bool:
+        return any(p[0] == word for p in self._phrases)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, language: str = "en") -> TurnPolicy:
+        """The policy a call in ``language`` gets from the server's settings."""
+        backchannels = settings.backchannels or BACKCHANNELS_BY_LANGUAGE.get(language.split("-")[0].lower(), ())
+        return cls(
+            backchannels=backchannels,
+            endpoint_min=settings.endpoint_min,
+            endpoint=settings.endpoint,
+            endpoint_unsure=settings.endpoint_unsure,
+            endpoint_max=settings.endpoint_max,
+            interrupt_after=settings.interrupt_after,
+            resume_after=settings.resume_after,
+            user_idle=settings.user_idle_seconds,
+        )
+
+    def endpoint_delay(self, complete: float | None) -> float:
+        """Silence after the last word before the turn is taken as over, given P(complete)."""
+        if complete is None:
+            return self.endpoint
+        if complete >= self.complete_above:
+            return self.endpoint_min
+        if complete <= self.incomplete_below:
+            return self.endpoint_max
+        if complete <= self.unsure_below:
+            return self.endpoint_unsure
+        return self.endpoint
