@@ -35,7 +35,7 @@ def test_splits_share_no_sentence_and_no_voice():
 
 @pytest.mark.parametrize("split", ss.SPLITS)
 def test_hesitation_pause_is_silence_of_the_stated_length_between_the_right_words(split):
-    afters, heard = [], []
+    words, cut, heard = [], [], []
     for case in ss.cases(split, ["hesitation"], limit=4):
         (utt,) = case.utterances
         (pause,) = utt.pauses
@@ -45,12 +45,15 @@ def test_hesitation_pause_is_silence_of_the_stated_length_between_the_right_word
         assert np.abs(_samples(case.pcm, pause.start - 3200, pause.start)).max() > 1000
         assert np.abs(_samples(case.pcm, pause.end, pause.end + 3200)).max() > 1000
         assert utt.start < pause.start < pause.end < utt.voiced_end
-        before, after = utt.text.split(pause.after, 1)
-        assert not before.strip()
-        afters.append(after)
+        assert utt.text.startswith(pause.after)
+        words.append(utt.text.split())
+        cut.append(len(pause.after.split()))
         heard.append(transcribe(ss.silence(300) + case.pcm[2 * pause.end :] + ss.silence(300)))
-    # the words after the pause are the rest of the sentence (Whisper mishears some short fragments)
-    assert len(afters) == 4 and wer(afters, heard) <= 0.35, list(zip(afters, heard, strict=True))
+    # What Whisper hears after the pause is the rest of the sentence: closer to it than to the rest starting one
+    # word earlier or one word later (it mishears some short fragments, so no absolute threshold).
+    errors = {shift: wer([" ".join(w[k + shift :]) for w, k in zip(words, cut, strict=True)], heard)
+              for shift in (-1, 0, 1)}
+    assert errors[0] < min(errors[-1], errors[1]), (errors, heard)
 
 
 @pytest.mark.parametrize("split", ss.SPLITS)
