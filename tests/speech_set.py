@@ -52,7 +52,7 @@ HESITATION_MS = (700, 800, 900, 1000)
 TWO_TURNS_GAP_MS = 4000
 INJECT_OFFSETS_S = (0.8, 1.0, 1.2)
 NOISE_LEVELS_DBFS = (-35.0, -25.0, -15.0)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 # Voices Whisper tiny.en understands (WER <= 0.25, see tests/speech_voices.py); no voice is in both splits.
 SPLIT_VOICES: dict[str, tuple[str, ...]] = {
@@ -247,9 +247,10 @@ def _build(split: str, kind: str) -> Iterable[Case | InjectedCase]:
             yield _stream_case(split, kind, i, _voice(split, i + 2), [(first, 0, ""), (second, 0, "")])
     elif kind in ("backchannel", "interruption"):
         pairs = text.BACKCHANNEL[split] if kind == "backchannel" else [(s, s) for s in text.INTERRUPTION[split]]
-        for i in range(2 * len(pairs)):
+        for i in range(2 * len(pairs)):  # each twice, the second time by the next voice
             written, spoken = pairs[i % len(pairs)]
-            yield _injected_case(split, kind, i, _voice(split, i + i // len(pairs)), spoken, written)
+            voice = _voice(split, i % len(pairs) + i // len(pairs))
+            yield _injected_case(split, kind, i, voice, spoken, written)
     elif kind == "noise":
         seed0 = 0 if split == "dev" else 1000
         for i, (burst_kind, level) in enumerate((b, lv) for b in BURST_KINDS for lv in NOISE_LEVELS_DBFS):

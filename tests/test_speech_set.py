@@ -123,3 +123,19 @@ def test_cli_writes_wavs_and_a_manifest(tmp_path):
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
         assert w.getnframes() > entry["utterances"][0]["voiced_end"]
     assert (tmp_path / manifest[-1]["files"]["injection"]).stat().st_size > 3200
+
+
+def test_every_kind_of_voice_is_deterministic():
+    for name in ("piper-1.2-noise", "espeak-gb-f2", "flite-awb"):
+        voice = ss.VOICES[name]
+        first, second = voice.synthesize("Hang on, what time is it?"), voice.synthesize("Hang on, what time is it?")
+        assert first == second and len(first) > ss.RATE, name
+
+
+@pytest.mark.parametrize("split", ss.SPLITS)
+def test_no_case_is_repeated(split):
+    seen = set()
+    for case in ss.cases(split, ["backchannel", "interruption"]):
+        key = (case.injection_text, case.voice)
+        assert key not in seen, case.id
+        seen.add(key)
