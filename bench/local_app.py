@@ -17,9 +17,13 @@ from voice.cli import DrainingServer  # noqa: E402
 from voice.local import PiperTTS, WhisperTranscriber  # noqa: E402
 
 
+LONG = (" Here is a longer answer, so that there is time to talk over me: the weather will stay mild all week, with"
+        " a little rain on Thursday and sunshine again by the weekend.")
+
+
 class Echo(VoiceAgent):
     async def on_turn(self, transcript: str, ctx: TurnContext):
-        return f"You said: {transcript}"
+        return f"You said: {transcript}" + (LONG if ctx.call.query.get("long") else "")
 
 
 def main() -> None:

@@ -257,10 +257,11 @@ def endpointing(**policy) -> TurnTaking:
 
 
 @pytest.mark.parametrize("complete,finish_at", [
-    (0.9, 10.2),  # sounds complete: 200 ms of silence
-    (None, 10.45),  # no opinion: the default 450 ms
-    (0.5, 10.45),
-    (0.1, 12.5),  # "remind me to…": wait up to 2.5 s for the rest
+    (0.9, 10.25),  # sounds complete: 250 ms of silence
+    (None, 10.4),  # no opinion: the default 400 ms (longer than a 350 ms pause inside a clause)
+    (0.5, 10.4),
+    (0.3, 11.3),  # probably unfinished ("Where are you from?" / "...the weather in"): 1.3 s
+    (0.1, 12.5),  # surely unfinished ("remind me to…"): wait up to 2.5 s for the rest
 ])
 def test_the_silence_that_ends_a_turn_depends_on_how_complete_it_sounds(complete, finish_at):
     tt = endpointing()

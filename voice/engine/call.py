@@ -476,6 +476,7 @@ class Call:
     def finish_utterance(self) -> None:
         """The turn is over: the STT finishes the utterance now (its final transcript follows)."""
         if self.speech is not None:
+            log.debug("call %s: end of turn", self.id)
             self._tasks.spawn(self.speech.commit(), name=f"call-{self.id}-commit")
 
     def user_idle(self, seconds: float, count: int) -> None:

@@ -11,7 +11,7 @@ from ..config import Settings
 
 #: acknowledgements that do not take the floor from a speaking agent (English); phrases are matched whole
 BACKCHANNELS: tuple[str, ...] = (
-    "mhm", "mmhmm", "mmhm", "mm", "hmm", "hm", "uhhuh", "uhhum", "okay", "ok", "oh okay", "yeah", "yep", "yes",
+    "mhm", "uhhuh", "okay", "oh okay", "yeah", "yep", "yes",
     "yup", "right", "alright", "all right", "i see", "sure", "got it", "cool", "nice", "great", "exactly",
     "true", "oh", "ah", "aha", "wow", "fine", "good", "perfect", "of course", "indeed", "makes sense",
 )
@@ -23,14 +23,31 @@ BACKCHANNELS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
     "de": ("ja", "genau", "okay", "ok", "mhm", "aha", "stimmt", "richtig", "gut", "ach so", "ja ja", "klar"),
 }
 #: sounds that carry no meaning by themselves: the user may be about to speak
-FILLERS: tuple[str, ...] = ("um", "uh", "er", "erm", "ehm", "uhm", "hmm", "mm")
+FILLERS: tuple[str, ...] = ("um", "uh", "er", "erm", "ehm", "uhm", "mhm")
 
 _TOKEN = re.compile(r"[\w']+")
 
 
+_SPELLINGS = [  # how transcribers spell the same sound
+    (re.compile(r"(?=.*m)[mh]+"), "mhm"),  # mm, mmm, hmm, mhmm, mmhmm
+    (re.compile(r"uh+u?h+|uh+uh+"), "uhhuh"),  # uh-huh, uhuh, uh-uh
+    (re.compile(r"o+k+a*y*|o+ke+y+|m?ka+y+"), "okay"),  # ok, okay, okey, mkay
+    (re.compile(r"y+e+a*h*|y+a+h*"), "yeah"),  # yea, yeh, ya, yah
+    (re.compile(r"o+h+|a+h+|o{2,}"), "oh"),  # ohh, ah, ahh, ooh
+]
+
+
 def words(text: str) -> list[str]:
-    """Lower-case words with punctuation and inner hyphens removed ("Mm-hmm." → ["mmhmm"])."""
-    return _TOKEN.findall(text.lower().replace("-", ""))
+    """Lower-case words, punctuation and inner hyphens removed, common spellings of acknowledgements made one
+    ("Mm-hmm." → ["mhm"], "Yeah." → ["yeah"])."""
+    out = []
+    for word in _TOKEN.findall(text.lower().replace("-", "")):
+        for pattern, canonical in _SPELLINGS:
+            if pattern.fullmatch(word):
+                word = canonical
+                break
+        out.append(word)
+    return out
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ class TurnPolicy:
     fillers: tuple[str, ...] = FILLERS
     #: silence that ends a turn the detector thinks complete, has no opinion on, thinks probably or surely unfinished
     endpoint_min: float = 0.25
-    endpoint: float = 0.37
+    endpoint: float = 0.4
     endpoint_unsure: float = 1.3
     endpoint_max: float = 2.5
     #: the detector's P(complete): at or above ``complete_above`` complete, at or below ``unsure_below`` probably

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import threading
 import time
 from collections import deque
@@ -47,6 +48,8 @@ from ..providers.base import (
 from ._pool import shared_executor
 from .whisper_model import CHUNK, RATE, Decoded, _load_runtime, _Runtime, is_hallucination, resolve_model_path
 
+log = logging.getLogger("voice.whisper")
+
 CHUNK_MS = CHUNK * 1000 / RATE
 FINAL, EARLY, INTERIM = 0, 1, 2  # job priorities (lower runs first)
 @dataclass(frozen=True)
@@ -56,10 +59,11 @@ class WhisperSettings:
     end_silence_ms: int = 450  # silence that ends a turn; > the 350 ms pauses people make mid-sentence
     early_transcribe_ms: int | None = 64  # start the final this soon into a silence; None = naive (after the window)
     start_speech_ms: int = 96  # speech needed before SpeechStarted (barge-in); clicks never get there
+    stop_speech_ms: int = 150  # silence before SpeechStopped (gaps in words are shorter); then speech: SpeechStarted
     min_speech_ms: int = 200  # turns with less voiced audio are blips (cough, click): no Final
     preroll_ms: int = 300  # audio kept from before the speech start
     interim_results: bool = True
-    first_interim_ms: int = 250  # the first interim this soon after speech starts (tells "stop" from "mhm" early)
+    first_interim_ms: int = 150  # the first interim this soon after speech starts (tells "stop" from "mhm" early)
     interim_interval_ms: int = 800  # audio between two interims
     interim_window_s: float = 5.0  # encoder window of interims beyond the clip (cheap); None = full 30 s
     speech_threshold: float = 0.5  # Silero probability that starts speech; it ends below threshold - 0.15
@@ -197,6 +201,8 @@ class WhisperSession(TranscriberSession):
             quiet = (3 - int(loud[-1])) * CHUNK // 4
             utt.voiced += CHUNK
             utt.last_voiced, utt.last_voiced_at = self._pos - quiet, chunk_end_at - quiet / RATE
+            if utt.stopped_sent:
+                self._emit(SpeechStarted())  # speaking again after a pause
             utt.stopped_sent = utt.commit_requested = utt.sound = False
             if utt.early is not None:  # speech resumed: the early transcription is stale
                 self._drop(utt.early)
@@ -207,7 +213,7 @@ class WhisperSession(TranscriberSession):
             self._maybe_interim(utt)
         else:
             silence_ms = (self._pos - utt.last_voiced) * 1000 / RATE
-            if not utt.stopped_sent:
+            if not utt.stopped_sent and silence_ms >= s.stop_speech_ms:
                 utt.stopped_sent = True
                 self._emit(SpeechStopped(utt.last_voiced_at))
             if (
@@ -220,7 +226,7 @@ class WhisperSession(TranscriberSession):
             # Sound that Silero is not yet sure about may be speech resuming (its onset lags a chunk or two):
             # give it one more chunk before ending the turn, so a 350 ms pause is never cut.
             hold = loud.size > 0 and prob >= 0.2 and silence_ms < s.end_silence_ms + CHUNK_MS
-            utt.sound = hold
+            utt.sound = loud.size > 0  # a sound Silero has not called speech (yet): commit() waits a chunk
             if (silence_ms >= s.end_silence_ms or utt.commit_requested) and not hold:
                 self._end_utterance()
                 return
@@ -346,6 +352,7 @@ class WhisperSession(TranscriberSession):
             return
         utt = self._utt
         if utt is not None and not self._speaking and (utt.sound or self._pending_is_loud()):
+            log.debug("commit deferred: a sound at %.3f s", self._pos / RATE)
             utt.commit_requested = True
             return
         if utt is not None:
