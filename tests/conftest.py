@@ -1,0 +1,4 @@
+"""Fixtures shared by several test modules: a throwaway PostgreSQL server (``tests/pg.py``) and HAProxy
+(``tests/haproxy.py``)."""
+
+pytest_plugins = ["tests.pg"]
