@@ -1,4 +1,4 @@
-"""Fixtures shared by several test modules: a throwaway PostgreSQL server (``tests/pg.py``) and HAProxy
-(``tests/haproxy.py``)."""
+"""Fixtures shared by several test modules: a throwaway PostgreSQL server per session and a fresh database per test
+(``tests/pg.py``)."""
 
-pytest_plugins = ["tests.pg"]  # tests/haproxy.py has no fixtures: tests use its HAProxy class
+pytest_plugins = ["tests.pg"]
