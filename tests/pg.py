@@ -23,13 +23,17 @@ from tests.harness import free_port
 PG_BIN = Path(os.environ.get("VOICE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PACKAGE = "postgresql-15"
 USER = "postgres"  # the superuser initdb creates; also the OS user the server runs as when we are root
+#: thrown away after the tests: no need to survive a power cut
+FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 class PostgresServer:
-    """One ``postgres`` process: :meth:`start`, :meth:`create_database`, :meth:`stop` (removes every file)."""
+    """One ``postgres`` process: :meth:`start`, :meth:`create_database`, :meth:`stop` (removes every file).
+    ``settings`` are server settings (``-c name=value``); the default trades durability for speed."""
 
-    def __init__(self, bin_dir: Path = PG_BIN) -> None:
+    def __init__(self, bin_dir: Path = PG_BIN, settings: dict[str, str] | None = None) -> None:
         self.bin_dir = bin_dir
+        self.settings = FAST if settings is None else settings
         self.port = free_port()
         self.dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -64,8 +68,8 @@ class PostgresServer:
         log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - the server writes it until stop()
         self._proc = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.dir),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+             *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}"))],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, **self._as_user(),
         )
         log.close()
