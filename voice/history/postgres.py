@@ -95,9 +95,22 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.error("a history write whose caller was cancelled failed", exc_info=task.exception())
 
 
+def _text(value: Any) -> Any:
+    """PostgreSQL's text and JSONB cannot hold NUL characters (SQLite can): each becomes U+FFFD, so text a user
+    typed never makes a write fail."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text(v) for v in value]
+    return value
+
+
 async def _json_codec(conn: asyncpg.Connection) -> None:
     """JSONB columns in and out as Python values."""
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=lambda v: json.dumps(_text(v)), decoder=json.loads,
+                              schema="pg_catalog")
 
 
 class PostgresStore(Store):
@@ -203,7 +216,8 @@ class PostgresStore(Store):
             "INSERT INTO voice_messages (agent, instance, role, content, interrupted, created_at, meta)"
             " VALUES ($1, $2, $3, $4, $5, COALESCE(to_timestamp($6), now()), $7)"
             f" RETURNING id, {EPOCH.format('created_at')} AS created_at",
-            agent, instance, m.role, m.content, m.interrupted, m.created_at or None, m.meta,
+            _text(agent), _text(instance), _text(m.role), _text(m.content), m.interrupted, m.created_at or None,
+            m.meta,
         ), retry=False)
         return Message(m.role, m.content, m.interrupted, row["created_at"], row["id"], m.meta)
 
@@ -214,7 +228,7 @@ class PostgresStore(Store):
         rows = await self._query(lambda c: c.fetch(
             f"SELECT {MESSAGE_FIELDS} FROM voice_messages WHERE agent=$1 AND instance=$2 AND id > $3"
             " ORDER BY id DESC LIMIT $4",
-            agent, instance, after_id or 0, limit,
+            _text(agent), _text(instance), after_id or 0, limit,
         ), retry=True)
         return [_message(r) for r in reversed(rows)]
 
@@ -236,7 +250,7 @@ class PostgresStore(Store):
             "INSERT INTO voice_schedules (id, agent, instance, due_at, method, payload)"
             " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)"
             f" RETURNING {SCHEDULE_FIELDS}",
-            uuid.uuid4().hex, agent, instance, max(0.0, delay), method, payload,
+            uuid.uuid4().hex, _text(agent), _text(instance), max(0.0, delay), _text(method), payload,
         ), retry=False)))
         return _schedule(row)
 
@@ -268,7 +282,7 @@ class PostgresStore(Store):
         await self._guarded(
             "UPDATE voice_schedules SET attempts=attempts+1, last_error=$3, due_at=now() + make_interval(secs => $4),"
             " claimed_by=NULL, claimed_until=NULL WHERE id=$1 AND claimed_by=$2",
-            schedule_id, owner, error, max(0.0, delay),
+            schedule_id, owner, _text(error), max(0.0, delay),
         )
 
     async def fail_schedule(self, schedule_id: str, owner: str, error: str) -> None:
@@ -276,7 +290,7 @@ class PostgresStore(Store):
         await self._guarded(
             "UPDATE voice_schedules SET attempts=attempts+1, last_error=$3, failed=true, claimed_by=NULL,"
             " claimed_until=NULL WHERE id=$1 AND claimed_by=$2",
-            schedule_id, owner, error,
+            schedule_id, owner, _text(error),
         )
 
     async def _guarded(self, sql: str, *args: Any) -> None:
@@ -293,7 +307,9 @@ class PostgresStore(Store):
 
     async def schedules(self, agent: str | None = None, instance: str | None = None) -> list[Schedule]:
         """Every schedule (of one instance if given), failed ones included, earliest first."""
-        where, args = ("WHERE agent=$1 AND instance=$2", (agent, instance)) if agent is not None else ("", ())
+        where, args = "", ()
+        if agent is not None:
+            where, args = "WHERE agent=$1 AND instance=$2", (_text(agent), _text(instance))
         rows = await self._query(lambda c: c.fetch(
             f"SELECT {SCHEDULE_FIELDS} FROM voice_schedules {where} ORDER BY due_at, created_at, id", *args
         ), retry=True)
