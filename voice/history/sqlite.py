@@ -88,8 +88,9 @@ class SQLiteStore(Store):
         self._conn = conn
 
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Submitted at once (so writes keep their order and survive the caller being cancelled)."""
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Submitted at once, so writes keep their order; shielded, so a caller cancelled before the worker thread
+        picked the work up does not cancel it (the write still happens)."""
+        return asyncio.shield(asyncio.get_running_loop().run_in_executor(self._executor, fn, *args))
 
     @property
     def _db(self) -> sqlite3.Connection:
