@@ -188,7 +188,10 @@ BARGE_IN = [
     ("a sound without words plays on once it stopped", [UserSpeechStopped(ON + 0.15), Tick(ON + 0.6)],
      [ResumePlayback(1)], True),
     ("...not before the silence after it is long enough", [UserSpeechStopped(ON + 0.15), Tick(ON + 0.5)], [], True),
-    ("speech that goes on takes the floor before any word is transcribed", [Tick(ON + 0.6)], [Interrupt(1)], False),
+    ("speech that goes on takes the floor before any word is transcribed", [Tick(ON + 0.7)], [Interrupt(1)], False),
+    ("what may start an acknowledgement is given a little longer", [InterimTranscript("sound", ON + 0.3),
+     Tick(ON + 0.8)], [], True),
+    ("...but it too must end", [InterimTranscript("sound", ON + 0.3), Tick(ON + 1.0)], [Interrupt(1)], False),
     ("an acknowledgement is given longer to finish", [InterimTranscript("yeah", ON + 0.3), Tick(ON + 0.7)], [],
      True),
     ("...but not for ever", [InterimTranscript("yeah", ON + 0.3), Tick(ON + 1.2)], [Interrupt(1)], False),
@@ -236,7 +239,7 @@ def test_the_decision_deadline_is_announced():
     feed(tt, *SPEAKING)
     assert tt.deadline is None
     feed(tt, UserSpeechStarted(ON))
-    assert tt.deadline == pytest.approx(ON + 0.6)
+    assert tt.deadline == pytest.approx(ON + 0.7)
     feed(tt, UserSpeechStopped(ON + 0.2))
     assert tt.deadline == pytest.approx(ON + 0.6)  # resume_after 0.4 s after the stop
     feed(tt, Tick(ON + 0.6))

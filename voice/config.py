@@ -79,10 +79,10 @@ class Settings:
     # turn-taking (docs/turn-taking.md); times in seconds
     backchannels: tuple[str, ...] | None = None  # VOICE_BACKCHANNELS (comma-separated); None: the call language's set
     endpoint_min: float = 0.25  # silence that ends a turn that sounds complete
-    endpoint: float = 0.4  # VOICE_ENDPOINT: ... one the detector has no opinion on (> the 350 ms pauses in a clause)
+    endpoint: float = 0.385  # VOICE_ENDPOINT: ... one the detector has no opinion on (> the 350 ms pauses in a clause)
     endpoint_unsure: float = 1.3  # ... one that probably goes on ("Where are you from?" / "...the weather in")
     endpoint_max: float = 2.5  # VOICE_ENDPOINT_MAX: ... one that surely goes on ("remind me to…", "um")
-    interrupt_after: float = 0.6  # speech over the agent this long takes the floor even before a word is known
+    interrupt_after: float = 0.7  # speech over the agent this long takes the floor even before a word is known
     resume_after: float = 0.4  # speech over the agent that stopped without a word: play on after this silence
     user_idle_seconds: float | None = None  # VOICE_USER_IDLE_SECONDS: on_user_idle after this silence (None: off)
 

@@ -14,6 +14,8 @@ BACKCHANNELS: tuple[str, ...] = (
     "mhm", "uhhuh", "okay", "oh okay", "yeah", "yep", "yes",
     "yup", "right", "alright", "all right", "i see", "sure", "got it", "cool", "nice", "great", "exactly",
     "true", "oh", "ah", "aha", "wow", "fine", "good", "perfect", "of course", "indeed", "makes sense",
+    "sounds good", "sounds great", "that's right", "that's true", "that's fine", "very good", "no problem",
+    "i know", "i understand", "understood", "gotcha", "fair enough", "really", "uh oh", "oh no", "oh wow",
 )
 #: the same, by language (the call's language picks; ``Settings.backchannels`` overrides)
 BACKCHANNELS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
@@ -68,8 +70,10 @@ class TurnPolicy:
     unsure_below: float = 0.35
     incomplete_below: float = 0.15
     #: speech over the agent this long (from its start) takes the floor even before any word is transcribed
-    interrupt_after: float = 0.6
-    #: ... unless all it said so far is backchannel, then this long
+    interrupt_after: float = 0.7
+    #: ... this long when what it said so far may be the start of an acknowledgement ("sound…", "I…")
+    maybe_max: float = 1.0
+    #: ... this long when all it said so far is acknowledgement
     backchannel_max: float = 1.2
     #: speech over the agent that stopped without a word: play on after this much silence
     resume_after: float = 0.4
@@ -83,8 +87,11 @@ class TurnPolicy:
         phrases = {tuple(words(p)) for p in self.backchannels if words(p)}
         object.__setattr__(self, "_phrases", tuple(sorted(phrases, key=len, reverse=True)))
 
-    def classify(self, text: str) -> str:
-        """ "none" (no words, or fillers only), "backchannel" (acknowledgements only) or "words" (takes the floor)."""
+    def classify(self, text: str, partial: bool = False) -> str:
+        """ "none" (no words, or fillers only), "backchannel" (acknowledgements only), "maybe" (what may become
+        one) or "words" (takes the floor).
+        ``partial``: the utterance is still going (an interim), so words that may be the start of an
+        acknowledgement ("sound…" of "sounds good") are not judged yet ("maybe")."""
         tokens = [w for w in words(text) if w not in self.fillers or self._is_phrase_start(w)]
         if not tokens:
             return "none"
@@ -95,8 +102,18 @@ class TurnPolicy:
                     i += len(phrase)
                     break
             else:
+                if partial and any(self._begins(tokens[i:], phrase) for phrase in self._phrases):
+                    return "maybe"
                 return "words"
         return "backchannel"
+
+    @staticmethod
+    def _begins(tokens: list[str], phrase: tuple[str, ...]) -> bool:
+        """Whether ``tokens`` could be the beginning of ``phrase`` (the last one cut short)."""
+        if len(tokens) > len(phrase):
+            return False
+        *whole, last = tokens
+        return list(phrase[: len(whole)]) == whole and phrase[len(whole)].startswith(last)
 
     def _is_phrase_start(self, word: str) -> bool:
         return any(p[0] == word for p in self._phrases)

@@ -86,7 +86,7 @@ class _BargeIn:
     started: float
     speaking: bool = True
     stopped: float = 0.0
-    backchannel: bool = False  # what it said so far is acknowledgement only
+    said: str = "none"  # what it said so far: "none", "maybe" (an acknowledgement's start) or "backchannel"
 
 
 def same_words(a: str, b: str) -> bool:
@@ -275,15 +275,15 @@ class TurnTaking:
 
     def _heard(self, text: str, final: bool) -> list[Action]:
         """Words while the agent's reply is paused (or playing): cut it, or keep it."""
-        kind = self.policy.classify(text)
+        kind = self.policy.classify(text, partial=not final)
         if kind == "words" and self.floor is not None and (self.barge_in is not None or self.can_barge_in()):
             self._user_active()
             return self._interrupt()
         barge = self.barge_in
         if barge is None or kind == "none":
             return []
-        barge.backchannel = True
-        if final:  # an acknowledgement, finished: play on
+        barge.said = kind
+        if final and kind == "backchannel":  # an acknowledgement, finished: play on
             return self._resume()
         return []
 
@@ -296,9 +296,13 @@ class TurnTaking:
         if barge is None:
             return []
         if barge.speaking:
-            limit = policy.backchannel_max if barge.backchannel else policy.interrupt_after
-            return [barge.started + limit, barge.started + policy.barge_in_timeout]
+            return [barge.started + self._speech_limit(barge), barge.started + policy.barge_in_timeout]
         return [barge.stopped + policy.resume_after, barge.started + policy.barge_in_timeout]
+
+    def _speech_limit(self, barge: _BargeIn) -> float:
+        policy = self.policy
+        limits = {"backchannel": policy.backchannel_max, "maybe": policy.maybe_max}
+        return limits.get(barge.said, policy.interrupt_after)
 
     def _tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -308,8 +312,7 @@ class TurnTaking:
             if now >= barge.started + policy.barge_in_timeout:
                 actions += self._resume()
             elif barge.speaking:
-                limit = policy.backchannel_max if barge.backchannel else policy.interrupt_after
-                if now >= barge.started + limit:
+                if now >= barge.started + self._speech_limit(barge):
                     actions += self._interrupt()  # they keep talking: they want the floor
             elif now >= barge.stopped + policy.resume_after:
                 actions += self._resume()  # a sound, a cough, an acknowledgement: play on

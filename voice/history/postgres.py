@@ -24,7 +24,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
@@ -259,7 +259,7 @@ class PostgresStore(Store):
         status = await self._wait(self._write(self._query(lambda c: c.execute(
             "DELETE FROM voice_schedules WHERE id=$1 AND NOT failed", schedule_id
         ), retry=False)))
-        return status != "DELETE 0"
+        return bool(status != "DELETE 0")
 
     async def claim_due(self, owner: str, lease: float, limit: int = 100) -> list[Schedule]:
         """Take up to ``limit`` due schedules that nobody holds (or whose holder's lease ran out) for ``owner``, for
@@ -307,7 +307,7 @@ class PostgresStore(Store):
 
     async def schedules(self, agent: str | None = None, instance: str | None = None) -> list[Schedule]:
         """Every schedule (of one instance if given), failed ones included, earliest first."""
-        where, args = "", ()
+        where, args = "", cast(tuple[Any, ...], ())
         if agent is not None:
             where, args = "WHERE agent=$1 AND instance=$2", (_text(agent), _text(instance))
         rows = await self._query(lambda c: c.fetch(

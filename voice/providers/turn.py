@@ -23,7 +23,7 @@ UNSURE_ENDINGS = frozenset("in on at about into onto like as that so then well".
 OPENERS = frozenset("so well and but or i um uh er erm okay so um like hmm".split())
 SURELY_UNFINISHED = 0.1
 PROBABLY_UNFINISHED = 0.3
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"[a-z0-9']+")
 
 
 class TurnDetector(ABC):
