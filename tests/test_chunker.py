@@ -143,3 +143,23 @@ def test_the_first_chunk_ends_at_an_early_clause_break_to_start_audio_sooner():
     ]
     assert run("At 3:45 we meet, ok.", cfg, False) == ["At 3:45 we meet,", "ok."]
     assert run("It costs 1,000 dollars. Fine.", cfg, False)[0] == "It costs 1,000 dollars."
+
+
+def test_chinese_and_japanese_sentences_end_at_their_full_stops():
+    text = "今日はとても良い天気ですね。明日の天気はどうでしょうか？雨が降るそうです！"
+    whole = SentenceChunker(ChunkerConfig(min_chars=4))
+    chunks = whole.push(text) + whole.flush()
+    assert chunks == ["今日はとても良い天気ですね。", "明日の天気はどうでしょうか？", "雨が降るそうです！"]
+    streamed = SentenceChunker(ChunkerConfig(min_chars=4))
+    pieces = [c for ch in text for c in streamed.push(ch)] + streamed.flush()
+    assert pieces == chunks
+
+
+def test_cjk_text_without_full_stops_stays_whole_up_to_the_limit_then_splits_at_a_comma():
+    text = "我们明天去公园散步，然后去图书馆看书" * 8  # 144 characters, no full stop, no space
+    chunker = SentenceChunker(ChunkerConfig(max_chars=100, first_max_chars=100))
+    chunks = chunker.push(text) + chunker.flush()
+    assert "".join(chunks) == text
+    assert all(len(c) <= 100 for c in chunks) and chunks[0].endswith("，")
+    short = SentenceChunker()
+    assert short.push("我们明天去公园散步，然后去图书馆看书") + short.flush() == ["我们明天去公园散步，然后去图书馆看书"]

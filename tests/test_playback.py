@@ -59,3 +59,32 @@ def test_a_sentence_still_being_written_is_judged_by_its_expected_length():
     seg.end = 1200
     seg.complete = True
     assert heard.heard(1200) == "alpha beta gamma delta"
+
+
+def test_a_paused_clock_holds_the_heard_position_and_plays_on_from_it():
+    now = [0.0]
+    clock = PlaybackClock(16_000, clock=lambda: now[0])
+    clock.on_write(16_000)  # 1 s
+    now[0] = 0.25
+    clock.pause()
+    assert clock.played() == 4000
+    now[0] = 2.0
+    clock.on_write(8000)  # written while paused: waits
+    assert clock.played() == 4000
+    clock.resume()
+    now[0] = 2.5
+    assert clock.played() == 12_000  # half a second after the resume: 0.25 + 0.5 s of audio
+    now[0] = 10.0
+    assert clock.played() == clock.written == 24_000
+
+
+def test_a_clear_while_paused_drops_the_rest_at_the_paused_position():
+    now = [0.0]
+    clock = PlaybackClock(16_000, clock=lambda: now[0])
+    clock.on_write(16_000)
+    now[0] = 0.5
+    clock.pause()
+    now[0] = 3.0
+    assert clock.clear() == 8000
+    clock.on_write(1600)
+    assert clock.played() == 8000

@@ -634,3 +634,35 @@ async def test_output_marks_and_clear_semantics():
     now[0] += 1.0
     assert out.played() == 9600
     out.close()
+
+
+async def test_output_pause_clears_twilio_and_resume_resends_from_the_heard_sample():
+    now = [100.0]
+    sink = _Sink()
+    out = TwilioOutput(sink, lead=0.5, mark_every=0.1, clock=lambda: now[0])
+    ramp = (np.arange(8000) % 256).astype(np.uint8)  # 1 s of distinct μ-law codes, to follow each sample
+    sent: list[bytes] = []
+    sink.send_media = lambda mulaw: sent.append(bytes(mulaw))  # type: ignore[method-assign]
+    await out.write(AudioChunk(ramp.tobytes(), 8000, "mulaw"))
+    await asyncio.sleep(0.01)  # the pacer sends the lead: about 0.5 s
+    before = sum(len(s) for s in sent)
+    assert 4000 <= before <= 4160
+    now[0] += 0.2
+    out.on_mark("0:1600")  # Twilio played 0.2 s
+    out.pause()
+    assert sink.sent[-1] == ("clear", None) and out.played() == 1600
+    now[0] += 1.0  # paused: nothing more is heard or sent
+    await asyncio.sleep(0.01)
+    assert out.played() == 1600 and sum(len(s) for s in sent) == before
+    out.resume()
+    for _ in range(200):  # Twilio's clock runs on: the pacer keeps about 0.5 s ahead of it
+        if not out._queue:
+            break
+        now[0] += 0.1
+        await asyncio.sleep(0.005)
+    heard_stream = b"".join(sent)
+    # what was sent after the resume starts exactly at sample 1600 and runs to the end, in order, once
+    assert heard_stream[before:] == ramp.tobytes()[1600:]
+    out.on_mark(f"{out._epoch}:8000")
+    assert out.played() == 8000 and not out.is_playing()
+    out.close()

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import pytest_asyncio
 
 from tests.harness import LiveServer
 from tests.webrtc_peer import PeerRefused, WebRTCTestPeer, use_loopback_ice
-from voice import create_app
+from voice import AudioChunk, create_app
 from voice.demo import EchoAssistant
 from voice.providers.base import TranscriberOptions
 from voice.testing import FakeTranscriber, FakeTTS
@@ -404,3 +405,21 @@ async def test_browser_transport_in_chromium(server, tmp_path):
             assert state["closed"]["code"] == 1000 and not errors, (state["closed"], errors)
         finally:
             await browser.close()
+
+
+async def test_the_track_holds_its_queue_while_paused_and_plays_on_from_the_same_sample():
+    from voice.transports.webrtc.media import FRAME_SAMPLES, WebRTCOutput
+
+    out = WebRTCOutput()
+    out.attach()
+    samples = (np.arange(FRAME_SAMPLES * 3) % 30000).astype("<i2")
+    await out.write(AudioChunk(samples.tobytes(), 48_000))
+    first, audible = out.take_frame()
+    assert audible and first == samples[:FRAME_SAMPLES].tobytes()
+    out.pause()
+    held, audible = out.take_frame()
+    assert not audible and held == bytes(len(held)) and out.played() == FRAME_SAMPLES  # silence, nothing consumed
+    assert out.is_playing()
+    out.resume()
+    second, audible = out.take_frame()
+    assert audible and second == samples[FRAME_SAMPLES : 2 * FRAME_SAMPLES].tobytes()

@@ -46,6 +46,8 @@ class CallHandle(Protocol):
     query: dict[str, str]
     #: what the ``authorize`` hook returned for this connection
     principal: Any
+    #: the wire: "websocket", "webrtc" or "twilio" (a phone call)
+    transport: str
 
     @property
     def in_call(self) -> bool:

@@ -12,6 +12,7 @@ import sys
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uvicorn
@@ -26,7 +27,7 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 
 def build_demo_app(stt: str | None = None, tts: str | None = None, db: str | None = None, static: Path | None = None):
     """The demo: ``assistant`` and ``dictation`` on the chosen (default: offline) providers."""
-    from .demo import DEMO_AGENTS
+    from .demo import DEMO_AGENTS, IDLE_SECONDS
     from .providers.factory import make_transcriber, make_tts
     from .server import create_app
 
@@ -36,16 +37,22 @@ def build_demo_app(stt: str | None = None, tts: str | None = None, db: str | Non
         tts=make_tts(tts),
         static_dir=static if static and static.is_dir() else None,
         db_path=db,
+        # on in the demo unless set (VOICE_USER_IDLE_SECONDS=off turns it off)
+        user_idle_seconds=None if os.environ.get("VOICE_USER_IDLE_SECONDS") else IDLE_SECONDS,
     )
     _mount_telephony(app)
     return app
 
 
-def _mount_telephony(app) -> None:
-    try:
-        from adapters.twilio import maybe_mount_twilio
-    except ImportError:
+def _mount_telephony(app: Any) -> None:
+    """Twilio's routes when ``TWILIO_AUTH_TOKEN`` is set (its package must then be installed)."""
+    if not os.environ.get("TWILIO_AUTH_TOKEN"):
         return
+    from .providers.factory import require_extra
+
+    require_extra("TWILIO_AUTH_TOKEN (phone calls)", "twilio", "twilio")
+    from adapters.twilio import maybe_mount_twilio
+
     maybe_mount_twilio(app)
 
 

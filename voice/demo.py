@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from .agent import CallHandle, TurnContext, VoiceAgent, VoiceInputAgent
 
+#: the demo asks "Are you still there?" after this much silence (VOICE_USER_IDLE_SECONDS; the library's default is off)
+IDLE_SECONDS = 15.0
+
 
 class EchoAssistant(VoiceAgent):
-    """Greets on call start and answers every turn with "You said: …"."""
+    """Greets on call start, answers every turn with "You said: …", checks on a caller who goes silent."""
 
     async def on_call_start(self, call: CallHandle) -> None:
         """Greet."""
@@ -19,6 +22,15 @@ class EchoAssistant(VoiceAgent):
     async def on_dtmf(self, digit: str, call: CallHandle) -> None:
         """Say which key was pressed."""
         await self.speak(call, f"You pressed {digit}.")
+
+    async def on_user_idle(self, call: CallHandle, idle_seconds: float) -> None:
+        """Ask once; on a phone line, hang up when the caller stays silent after that."""
+        first = self._host.settings.user_idle_seconds or IDLE_SECONDS
+        if idle_seconds > first and call.transport == "twilio":
+            await self.speak(call, "I'll hang up now. Goodbye!")
+            await call.hangup()
+        else:
+            await self.speak(call, "Are you still there?")
 
 
 class Dictation(VoiceInputAgent):

@@ -23,7 +23,7 @@ CLOSE_IDLE = 4408  # no audio and no message for idle_timeout_seconds
 #: message types the server sends; an app's own messages (``call.send_json``) must use other types
 SERVER_TYPES = frozenset(
     {"welcome", "status", "audio_config", "transcript_interim", "transcript", "transcript_start", "transcript_delta",
-     "transcript_end", "playback_interrupt", "metrics", "error"}
+     "transcript_end", "playback_interrupt", "playback_pause", "playback_resume", "metrics", "error"}
 )
 
 CLIENT_TYPES = frozenset(

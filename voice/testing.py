@@ -23,6 +23,7 @@ from .providers.base import (
     Final,
     Interim,
     SpeechStarted,
+    SpeechStopped,
     Transcriber,
     TranscriberOptions,
     TranscriberSession,
@@ -31,13 +32,14 @@ from .providers.base import (
 )
 
 MARKER = struct.pack("<4h", 12345, -12345, 12345, -12345)
-_KINDS = {b"S": "start", b"I": "interim", b"F": "final", b"E": "eager", b"R": "resumed"}
+_KINDS = {b"S": "start", b"I": "interim", b"F": "final", b"E": "eager", b"R": "resumed", b"T": "stopped"}
 _CODES = {v: k for k, v in _KINDS.items()}
 
 
 def fake_speech_frame(kind: str, text: str = "", samples: int = 320) -> bytes:
     """A PCM frame that :class:`FakeTranscriber` reads as ``kind`` with ``text``: "start" (speech started),
-    "interim", "final", "eager" (a speculative end of turn) or "resumed" (the user went on talking)."""
+    "stopped" (silence began), "interim", "final", "eager" (a speculative end of turn) or "resumed" (the user went
+    on talking)."""
     body = MARKER + _CODES[kind] + struct.pack("<H", len(text.encode())) + text.encode()
     body += bytes(max(0, samples * 2 - len(body)))
     return body + (b"\0" if len(body) % 2 else b"")
@@ -66,6 +68,8 @@ class FakeSession(TranscriberSession):
         if kind == "start":
             if self.emit_speech_start:
                 self.options.on_event(SpeechStarted())
+        elif kind == "stopped":
+            self.options.on_event(SpeechStopped())
         elif kind == "interim":
             self.options.on_event(Interim(text))
         elif kind == "eager":

@@ -85,6 +85,8 @@ class Peer(ABC):
     """The transport side of a call."""
 
     output: AudioOutput
+    #: which wire: "websocket", "webrtc", "twilio", ...
+    transport: str = "websocket"
 
     @abstractmethod
     def send_json(self, message: dict[str, Any]) -> None:
@@ -115,6 +117,7 @@ class Call:
         self.settings = settings
         self.query = dict(query or {})
         self.principal = principal
+        self.transport = peer.transport
         self.transcript: Transcript = agent._transcript
         self.tts = agent.get_tts() if isinstance(agent, VoiceAgent) else None
         self.state = CallState.IDLE

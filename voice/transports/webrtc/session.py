@@ -32,6 +32,8 @@ CHANNEL_LABEL = "voice"
 class WebRTCPeer(Peer):
     """JSON over the ``voice`` data channel (queued until it opens); audio through :class:`WebRTCOutput`."""
 
+    transport = "webrtc"
+
     def __init__(self, session: WebRTCSession, output: WebRTCOutput) -> None:
         self.session = session
         self.output = output
