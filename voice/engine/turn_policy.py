@@ -15,7 +15,7 @@ BACKCHANNELS: tuple[str, ...] = (
     "yup", "right", "alright", "all right", "i see", "sure", "got it", "cool", "nice", "great", "exactly",
     "true", "oh", "ah", "aha", "wow", "fine", "good", "perfect", "of course", "indeed", "makes sense",
     "sounds good", "sounds great", "that's right", "that's true", "that's fine", "very good", "no problem",
-    "i know", "i understand", "understood", "gotcha", "fair enough", "really", "uh oh", "oh no", "oh wow",
+    "i know", "i understand", "understood", "gotcha", "fair enough", "really", "uhoh", "oh no", "oh wow",
 )
 #: the same, by language (the call's language picks; ``Settings.backchannels`` overrides)
 BACKCHANNELS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
@@ -33,6 +33,7 @@ _TOKEN = re.compile(r"[\w']+")
 _SPELLINGS = [  # how transcribers spell the same sound
     (re.compile(r"(?=.*m)[mh]+"), "mhm"),  # mm, mmm, hmm, mhmm, mmhmm
     (re.compile(r"uh+u?h+|uh+uh+"), "uhhuh"),  # uh-huh, uhuh, uh-uh
+    (re.compile(r"uh+oh+"), "uhoh"),  # uh-oh
     (re.compile(r"o+k+a*y*|o+ke+y+|m?ka+y+"), "okay"),  # ok, okay, okey, mkay
     (re.compile(r"y+e+a*h*|y+a+h*"), "yeah"),  # yea, yeh, ya, yah
     (re.compile(r"o+h+|a+h+|o{2,}"), "oh"),  # ohh, ah, ahh, ooh
