@@ -407,7 +407,8 @@ class Call:
             if not isinstance(self.agent, VoiceAgent) or not self.in_call:
                 return None
             text = await self._rewrite(event.text)
-            return EarlyTranscript(text, event.speech_ended_at, time.monotonic(), await self._score(text))
+            score = await self._score(text, event.confidence)
+            return EarlyTranscript(text, event.speech_ended_at, time.monotonic(), score)
         if isinstance(event, Final):
             final_at = time.monotonic()
             self.send({"type": "transcript_interim", "text": ""})
@@ -421,12 +422,12 @@ class Call:
             return None
         return event  # type: ignore[return-value]  # already a turn-taking event
 
-    async def _score(self, text: str) -> float | None:
+    async def _score(self, text: str, confidence: float | None) -> float | None:
         """How complete the turn sounds (the turn detector), when the engine decides the end of turn."""
         if not self.turns.endpointing or self.detector is None or not text or self.speech is None:
             return None
         try:
-            return await self.detector.complete(text, self.speech.recent_audio())
+            return await self.detector.complete(text, self.speech.recent_audio(), confidence)
         except Exception:
             log.exception("turn detector failed on %s", self.id)
             return None

@@ -14,8 +14,8 @@ BACKCHANNELS: tuple[str, ...] = (
     "mhm", "uhhuh", "okay", "oh okay", "yeah", "yep", "yes",
     "yup", "right", "alright", "all right", "i see", "sure", "got it", "cool", "nice", "great", "exactly",
     "true", "oh", "ah", "aha", "wow", "fine", "good", "perfect", "of course", "indeed", "makes sense",
-    "sounds good", "sounds great", "that's right", "that's true", "that's fine", "very good", "no problem",
-    "i know", "i understand", "understood", "gotcha", "fair enough", "really", "uhoh", "oh no", "oh wow",
+    "sounds good", "sounds great", "that's right", "that's true", "that's fine", "very good",
+    "i know", "i understand", "understood", "gotcha", "fair enough", "really", "uhoh", "oh wow",
 )
 #: the same, by language (the call's language picks; ``Settings.backchannels`` overrides)
 BACKCHANNELS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
@@ -24,6 +24,11 @@ BACKCHANNELS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
     "fr": ("oui", "ouais", "d'accord", "ok", "mhm", "ah", "bon", "voilà", "d'accord d'accord", "oui oui", "hum"),
     "de": ("ja", "genau", "okay", "ok", "mhm", "aha", "stimmt", "richtig", "gut", "ach so", "ja ja", "klar"),
 }
+#: words that start an interruption: heard alone in the first interim they already take the floor
+STARTERS: tuple[str, ...] = (
+    "stop", "wait", "no", "nope", "hold", "hang", "sorry", "excuse", "actually", "but", "cancel", "pause", "listen",
+    "what", "why", "how", "when", "where", "who", "can", "could", "please", "shut", "enough", "quiet", "never",
+)
 #: sounds that carry no meaning by themselves: the user may be about to speak
 FILLERS: tuple[str, ...] = ("um", "uh", "er", "erm", "ehm", "uhm", "mhm")
 
@@ -60,6 +65,8 @@ class TurnPolicy:
     #: phrases that are acknowledgements, not turns (while the agent has the floor)
     backchannels: tuple[str, ...] = BACKCHANNELS
     fillers: tuple[str, ...] = FILLERS
+    #: words that take the floor at once, even alone in a first, partial transcript
+    starters: tuple[str, ...] = STARTERS
     #: silence that ends a turn the detector thinks complete, has no opinion on, thinks probably or surely unfinished
     endpoint_min: float = 0.25
     endpoint: float = 0.4
@@ -72,8 +79,9 @@ class TurnPolicy:
     incomplete_below: float = 0.15
     #: speech over the agent this long (from its start) takes the floor even before any word is transcribed
     interrupt_after: float = 0.7
-    #: ... this long when what it said so far may be the start of an acknowledgement ("sound…", "I…")
-    maybe_max: float = 1.0
+    #: ... this long when what it said so far may be the start of an acknowledgement ("sound…", "I…") or is one
+    #: word too early to judge
+    maybe_max: float = 0.85
     #: ... this long when all it said so far is acknowledgement
     backchannel_max: float = 1.2
     #: speech over the agent that stopped without a word: play on after this much silence
@@ -105,6 +113,8 @@ class TurnPolicy:
             else:
                 if partial and any(self._begins(tokens[i:], phrase) for phrase in self._phrases):
                     return "maybe"
+                if partial and len(tokens) == 1 and tokens[0] not in self.starters:
+                    return "maybe"  # one word, heard a quarter of a second in: too early to tell ("Guys" → "got it")
                 return "words"
         return "backchannel"
 

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -275,7 +276,7 @@ class WhisperSession(TranscriberSession):
                 continue
             decoded: Decoded | None = job.result()
             if decoded is not None and not is_hallucination(decoded, utt.voiced / RATE):
-                self._emit(Final(decoded.text, speech_ended_at=utt.last_voiced_at))
+                self._emit(Final(decoded.text, utt.last_voiced_at, math.exp(decoded.avg_logprob)))
             elif utt.interim_text:
                 self._emit(Interim(""))
 
@@ -288,7 +289,7 @@ class WhisperSession(TranscriberSession):
         decoded: Decoded | None = job.result()
         if decoded is not None and not is_hallucination(decoded, utt.voiced / RATE):
             utt.eager_sent = True
-            self._emit(EagerFinal(decoded.text, speech_ended_at=utt.last_voiced_at))
+            self._emit(EagerFinal(decoded.text, utt.last_voiced_at, math.exp(decoded.avg_logprob)))
 
     def _maybe_interim(self, utt: _Utterance) -> None:
         s = self._s

@@ -51,6 +51,8 @@ class Final:
 
     text: str
     speech_ended_at: float | None = None
+    #: how sure the transcriber is of ``text`` (0–1; Whisper: the mean token probability), None if it does not say
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class EagerFinal:
 
     text: str
     speech_ended_at: float | None = None
+    #: how sure the transcriber is of ``text`` (0–1), None if it does not say
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)

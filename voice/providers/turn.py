@@ -30,9 +30,10 @@ class TurnDetector(ABC):
     """Scores how complete a user's turn sounds."""
 
     @abstractmethod
-    async def complete(self, text: str, audio: bytes) -> float | None:
-        """P(the turn is over) in [0, 1] for ``text`` (the transcript so far) and ``audio`` (the last seconds of the
-        user's 16 kHz int16 audio, ending now), or None for no opinion."""
+    async def complete(self, text: str, audio: bytes, confidence: float | None = None) -> float | None:
+        """P(the turn is over) in [0, 1] for ``text`` (the transcript so far, of which the STT is ``confidence``
+        sure) and ``audio`` (the last seconds of the user's 16 kHz int16 audio, ending now), or None for no
+        opinion."""
 
     async def warm_up(self) -> None:  # noqa: B027 - optional
         """Load what the detector needs before the first call."""
@@ -40,11 +41,19 @@ class TurnDetector(ABC):
 
 class TextTurnDetector(TurnDetector):
     """Judges the words: a turn that ends on a function word or a filler ("remind me to", "milk and", "um") is
-    probably unfinished; anything else is left to the default silence (the words alone cannot tell more)."""
+    unfinished, and so probably is one the STT could hardly make out (a phrase cut short: Whisper guesses at
+    its end); anything else is left to the default silence (the words alone cannot tell more).
+    ``unsure_below``: the STT confidence under which a transcript counts as hardly made out."""
 
-    async def complete(self, text: str, audio: bytes) -> float | None:
-        """Score ``text``; the audio is not used."""
-        return score_text(text)
+    def __init__(self, unsure_below: float = 0.47) -> None:
+        self.unsure_below = unsure_below
+
+    async def complete(self, text: str, audio: bytes, confidence: float | None = None) -> float | None:
+        """Score ``text`` and how sure the STT was of it; the audio is not used."""
+        score = score_text(text)
+        if confidence is not None and confidence < self.unsure_below and (score is None or score > PROBABLY_UNFINISHED):
+            return PROBABLY_UNFINISHED
+        return score
 
 
 def score_text(text: str) -> float | None:
@@ -78,10 +87,10 @@ class CombinedTurnDetector(TurnDetector):
         self.text = text
         self.audio = audio
 
-    async def complete(self, text: str, audio: bytes) -> float | None:
+    async def complete(self, text: str, audio: bytes, confidence: float | None = None) -> float | None:
         """The more cautious of the two scores."""
-        by_text = await self.text.complete(text, audio)
-        by_audio = await self.audio.complete(text, audio)
+        by_text = await self.text.complete(text, audio, confidence)
+        by_audio = await self.audio.complete(text, audio, confidence)
         scores = [s for s in (by_text, by_audio) if s is not None]
         if not scores:
             return None
