@@ -13,7 +13,7 @@ from tests.browser import chromium
 from tests.harness import LiveServer
 from tests.js_pages import esbuild, pages_app
 from voice import TurnContext, VoiceAgent
-from voice.call import Call
+from voice import Call
 from voice.testing import FakeTranscriber, FakeTTS
 
 pytestmark = pytest.mark.asyncio

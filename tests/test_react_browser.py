@@ -12,7 +12,7 @@ from tests.browser import chromium, write_wav
 from tests.harness import LiveServer
 from tests.js_pages import esbuild, pages_app
 from tests.speech import piper_speech, silence, wer
-from voice.call import Call
+from voice import Call
 from voice.demo import DEMO_AGENTS, EchoAssistant
 from voice.local import WhisperTranscriber
 from voice.testing import FakeTTS
