@@ -6,9 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# what the test suite runs besides Python, as program=Debian package: a browser, Node.js, espeak-ng voices,
+# what the test suite runs besides Python, as program=Debian package: a browser, Node.js, espeak-ng and flite voices,
 # PostgreSQL, HAProxy
-TEST_SYSTEM := chromium=chromium node=nodejs npm=npm espeak-ng=espeak-ng \
+TEST_SYSTEM := chromium=chromium node=nodejs npm=npm espeak-ng=espeak-ng flite=flite \
 	/usr/lib/postgresql/15/bin/postgres=postgresql-15 haproxy=haproxy
 
 .PHONY: serve test lint bench clean system-test
