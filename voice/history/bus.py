@@ -49,7 +49,7 @@ class Bus(ABC):
         self._subscribers: dict[str, list[Callback]] = {}
         self._tasks = TaskSet("bus")
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional
         """Connect (if the bus needs to)."""
 
     async def close(self) -> None:
@@ -78,10 +78,10 @@ class Bus(ABC):
                 del self._subscribers[channel]
                 await self._unlisten(channel)
 
-    async def _listen(self, channel: str) -> None:
+    async def _listen(self, channel: str) -> None:  # noqa: B027 - optional
         """The first subscriber of ``channel`` arrived."""
 
-    async def _unlisten(self, channel: str) -> None:
+    async def _unlisten(self, channel: str) -> None:  # noqa: B027 - optional
         """The last subscriber of ``channel`` left."""
 
     def _deliver(self, channel: str, data: str) -> None:
@@ -98,7 +98,7 @@ class Bus(ABC):
                 result = callback(json.loads(data))
                 if asyncio.iscoroutine(result):
                     self._tasks.spawn(result, name=f"bus {channel}")
-            except Exception:
+            except Exception:  # noqa: BLE001 - one subscriber's bug must not keep the notice from the others
                 log.exception("subscriber of %r failed on %.200s", channel, data)
 
 

@@ -24,11 +24,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
 from .._aio import log
+from .bus import Bus
 from .store import Message, Schedule, Store
 
 T = TypeVar("T")
@@ -150,6 +151,12 @@ class PostgresStore(Store):
             raise
         self._pool = pool
 
+    def bus(self) -> Bus:
+        """A :class:`~voice.history.postgres_bus.PostgresBus` on the same database."""
+        from .postgres_bus import PostgresBus  # it imports this module
+
+        return PostgresBus(self.dsn)
+
     async def close(self) -> None:
         """Let the writes already submitted finish, then close every connection."""
         while self._writes:
@@ -232,6 +239,14 @@ class PostgresStore(Store):
         ), retry=True)
         return [_message(r) for r in reversed(rows)]
 
+    async def message(self, agent: str, instance: str, message_id: int) -> Message | None:
+        """One message of the instance by its id."""
+        row = await self._query(lambda c: c.fetchrow(
+            f"SELECT {MESSAGE_FIELDS} FROM voice_messages WHERE id=$1 AND agent=$2 AND instance=$3",
+            message_id, _text(agent), _text(instance),
+        ), retry=True)
+        return None if row is None else _message(row)
+
     async def trim(self, keep: int) -> int:
         """Delete all but the newest ``keep`` messages of every instance."""
         status = await self._wait(self._write(self._query(lambda c: c.execute(
@@ -259,7 +274,7 @@ class PostgresStore(Store):
         status = await self._wait(self._write(self._query(lambda c: c.execute(
             "DELETE FROM voice_schedules WHERE id=$1 AND NOT failed", schedule_id
         ), retry=False)))
-        return status != "DELETE 0"
+        return bool(status != "DELETE 0")
 
     async def claim_due(self, owner: str, lease: float, limit: int = 100) -> list[Schedule]:
         """Take up to ``limit`` due schedules that nobody holds (or whose holder's lease ran out) for ``owner``, for
@@ -307,7 +322,7 @@ class PostgresStore(Store):
 
     async def schedules(self, agent: str | None = None, instance: str | None = None) -> list[Schedule]:
         """Every schedule (of one instance if given), failed ones included, earliest first."""
-        where, args = "", ()
+        where, args = "", cast(tuple[Any, ...], ())
         if agent is not None:
             where, args = "WHERE agent=$1 AND instance=$2", (_text(agent), _text(instance))
         rows = await self._query(lambda c: c.fetch(
