@@ -9,6 +9,7 @@ account SID and its auth token).
 
 from __future__ import annotations
 
+import base64
 import logging
 from urllib.parse import quote
 
@@ -26,12 +27,17 @@ def call_url(api_url: str, account_sid: str, call_sid: str) -> str:
     return f"{api_url.rstrip('/')}/2010-04-01/Accounts/{account}/Calls/{call}.json"
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An HTTP basic ``Authorization`` header value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 async def end_call(api_url: str, account_sid: str, auth_token: str, call_sid: str) -> bool:
     """Complete the call (Twilio hangs up, then stops its stream); whether Twilio accepted it. Failures are logged."""
     url = call_url(api_url, account_sid, call_sid)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)) as session, session.post(
-            url, data={"Status": "completed"}, auth=aiohttp.BasicAuth(account_sid, auth_token)
+            url, data={"Status": "completed"}, headers={"Authorization": basic_auth(account_sid, auth_token)}
         ) as response:
             if response.status < 300:
                 return True
