@@ -66,10 +66,11 @@ def pin(pids: list[int], cpu: int) -> None:
             pass
 
 
-async def run(server: PostgresServer, postmaster: int, procs: int, calls: int, duration: float, out: Path) -> dict:
+async def run(server: PostgresServer, postmaster: int, procs: int, calls: int, args: argparse.Namespace) -> dict:
     database = server.create_database()
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(server.dsn(database), Path(tmp), size=procs, app="bench.cluster_app:app", cpus="0")
+        cluster = Cluster(server.dsn(database), Path(tmp), size=procs, app="bench.cluster_app:app", cpus="0",
+                          fast_checks=False)  # deploy/haproxy.cfg's own health checks: GET /readyz every 2 s
         await cluster.start()
         try:
             assert cluster.proxy._proc is not None
@@ -82,9 +83,9 @@ async def run(server: PostgresServer, postmaster: int, procs: int, calls: int, d
                 "postgres": sum(cpu_seconds(p) for p in [postmaster, *children(postmaster)]),
             }
             label = f"{procs}proc-{calls}"
-            command = ["taskset", "-c", "1", sys.executable, str(LOAD_CLIENT), "--protocol", "cf-voice",
+            command = ["taskset", "-c", "1", sys.executable, str(args.load_client), "--protocol", "cf-voice",
                        "--url", f"{cluster.proxy.ws}/agents/assistant/bench-{{i}}", "-n", str(calls),
-                       "--duration", str(duration), "--server-pid", str(servers["voice1"]), "--label", label]
+                       "--duration", str(args.duration), "--server-pid", str(servers["voice1"]), "--label", label]
             before, started = parts(), time.monotonic()
             line = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
             elapsed, after = time.monotonic() - started, parts()
@@ -99,7 +100,7 @@ async def run(server: PostgresServer, postmaster: int, procs: int, calls: int, d
               "max_ms": load["lat_max_ms"], "errors": load["n_errors"], "cpu_pct": cpu,
               "cpu_total_pct": round(total, 1), "cpu_per_call_pct": round(total / calls, 3),
               "window_s": round(elapsed, 1), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with out.open("a") as f:
+    with args.out.open("a") as f:
         f.write(json.dumps(result) + "\n")
     return result
 
@@ -110,7 +111,7 @@ async def main(args: argparse.Namespace) -> list[dict]:
         assert server._proc is not None
         postmaster = server._proc.pid
         pin([postmaster, *children(postmaster)], 0)
-        return [await run(server, postmaster, procs, calls, args.duration, args.out)
+        return [await run(server, postmaster, procs, calls, args)
                 for calls in args.calls for procs in args.procs]
     finally:
         server.stop()
@@ -122,6 +123,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, nargs="*", default=[100])
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cluster_overhead.jsonl")
+    parser.add_argument("--load-client", type=Path, default=LOAD_CLIENT, help="../shared/bench/load_client.py")
     results = asyncio.run(main(parser.parse_args()))
     print("| processes | calls | turns | answered | p50 ms | p99 ms | max ms | voice serve CPU | HAProxy CPU |"
           " PostgreSQL CPU | total CPU per call | errors |")

@@ -35,15 +35,21 @@ from tests.harness import Client  # noqa: E402
 from tests.pg import PostgresServer  # noqa: E402
 
 
-def first_audio(client: Client, text: str, after: int) -> float:
-    """When the first audio byte of the reply that says ``text`` arrived (the reply's transcript_start onwards)."""
-    start = None
-    for i, (_, m) in enumerate(client.messages[after:], after):
-        if isinstance(m, dict) and m.get("type") == "transcript_start":
-            start = i
-        if isinstance(m, dict) and m.get("type") == "transcript_end" and m.get("text") == text:
-            return next(t for t, item in client.messages[start:] if isinstance(item, bytes))
-    raise AssertionError(f"{text!r} was not said")
+async def first_audio(client: Client, text: str, after: int, timeout: float = 5.0) -> float:
+    """When the first audio byte of the reply that says ``text`` arrived (its transcript_start onwards; the audio
+    may follow the transcript_end)."""
+    end = await client.wait_for("transcript_end", text=text, after=after, timeout=timeout)
+    index = next(i for i, (_, m) in enumerate(client.messages) if m is end)
+    start = max(i for i in range(after, index) if isinstance(client.messages[i][1], dict)
+                and client.messages[i][1].get("type") == "transcript_start")
+    await client.wait_audio(1, timeout)  # (any audio; the loop below waits for this reply's)
+    deadline = time.monotonic() + timeout
+    while True:
+        audio = [t for t, item in client.messages[start:] if isinstance(item, bytes)]
+        if audio:
+            return audio[0]
+        assert time.monotonic() < deadline, f"no audio for {text!r}"
+        await asyncio.sleep(0.005)
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -72,11 +78,10 @@ async def measure(n: int) -> list[dict]:
                     mark_a, mark_b, text = a.mark(), b.mark(), f"announce {k}"
                     await a.send({"type": "text_message", "text": text})
                     stamp = (await a.wait_for("announced", n=k, after=mark_a))["at"]
-                    for c, mark in ((a, mark_a), (b, mark_b)):
-                        await c.wait_for("transcript_end", text=text, after=mark)
+                    heard_here, heard_there = await first_audio(a, text, mark_a), await first_audio(b, text, mark_b)
                     if k >= 10:  # warm-up
-                        here.append(first_audio(a, text, mark_a) - stamp)
-                        there.append(first_audio(b, text, mark_b) - stamp)
+                        here.append(heard_here - stamp)
+                        there.append(heard_there - stamp)
                     await asyncio.sleep(0.25)
                 for c in (a, b):
                     await c.close()

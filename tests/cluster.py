@@ -108,12 +108,12 @@ class Cluster:
     the processes start, for settings that need it (``VOICE_PUBLIC_URL``)."""
 
     def __init__(self, database_url: str, workdir: Path, size: int = 3, env: dict[str, str] | None = None,
-                 app: str = APP, cpus: str | None = None) -> None:
+                 app: str = APP, cpus: str | None = None, fast_checks: bool = True) -> None:
         self.procs = {
             f"voice{i}": ServeProcess(f"voice{i}", {}, workdir / f"voice{i}.log", app=app, cpus=cpus)
             for i in range(1, size + 1)
         }
-        self.proxy = HAProxy({name: p.port for name, p in self.procs.items()})
+        self.proxy = HAProxy({name: p.port for name, p in self.procs.items()}, fast_checks=fast_checks)
         for proc in self.procs.values():
             proc.env = {"VOICE_DATABASE_URL": database_url, "VOICE_DB": str(workdir / "unused.db")} | (env or {})
 
