@@ -3,7 +3,9 @@ sharing one PostgreSQL database, with instant fake providers: end of turn → fi
 every part takes per call.
 
     python bench/cluster_overhead.py                          # 1, 2, 3 processes × 100 calls, 20 s each
-    python bench/cluster_overhead.py --procs 1 3 --calls 100 200 --duration 20
+    python bench/cluster_overhead.py --procs 0 1 2 3 --calls 100 200 --duration 20
+
+``--procs 0`` is the baseline: one process on SQLite, the load client straight at it (no HAProxy, no PostgreSQL).
 
 Pinning, on a 2-core machine: every ``voice serve`` process, HAProxy and PostgreSQL (its postmaster and so every
 backend) on core 0; the load client (../shared/bench/load_client.py --protocol cf-voice) on core 1. So the processes
@@ -29,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.cluster import Cluster  # noqa: E402
+from tests.cluster import Cluster, ServeProcess  # noqa: E402
 from tests.pg import PostgresServer  # noqa: E402
 
 LOAD_CLIENT = ROOT.parent / "shared" / "bench" / "load_client.py"
@@ -67,30 +69,38 @@ def pin(pids: list[int], cpu: int) -> None:
 
 
 async def run(server: PostgresServer, postmaster: int, procs: int, calls: int, args: argparse.Namespace) -> dict:
+    """One load run; ``procs`` 0: the baseline, one process on SQLite with the load client straight at it."""
     database = server.create_database()
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(server.dsn(database), Path(tmp), size=procs, app="bench.cluster_app:app", cpus="0",
-                          fast_checks=False)  # deploy/haproxy.cfg's own health checks: GET /readyz every 2 s
-        await cluster.start()
-        try:
+        if procs == 0:
+            direct = ServeProcess("voice1", {"VOICE_DB": f"{tmp}/bench.db"}, Path(tmp) / "voice1.log",
+                                  app="bench.cluster_app:app", cpus="0")
+            direct.spawn()
+            await direct.wait_ready()
+            stop, url, servers, haproxy = direct.stop, direct.ws, {"voice1": direct.pid}, None
+        else:
+            cluster = Cluster(server.dsn(database), Path(tmp), size=procs, app="bench.cluster_app:app", cpus="0",
+                              fast_checks=False)  # deploy/haproxy.cfg's own health checks: GET /readyz every 2 s
+            await cluster.start()
             assert cluster.proxy._proc is not None
-            haproxy = cluster.proxy._proc.pid
-            pin([haproxy], 0)
+            stop, url, haproxy = cluster.stop, cluster.proxy.ws, cluster.proxy._proc.pid
             servers = {p.name: p.pid for p in cluster.procs.values()}
+            pin([haproxy], 0)
+        try:
             parts = lambda: {  # noqa: E731
                 **{name: cpu_seconds(pid) for name, pid in servers.items()},
-                "haproxy": cpu_seconds(haproxy),
+                "haproxy": cpu_seconds(haproxy) if haproxy else 0.0,
                 "postgres": sum(cpu_seconds(p) for p in [postmaster, *children(postmaster)]),
             }
-            label = f"{procs}proc-{calls}"
+            label = f"{procs}proc-{calls}" if procs else f"direct-{calls}"
             command = ["taskset", "-c", "1", sys.executable, str(args.load_client), "--protocol", "cf-voice",
-                       "--url", f"{cluster.proxy.ws}/agents/assistant/bench-{{i}}", "-n", str(calls),
+                       "--url", f"{url}/agents/assistant/bench-{{i}}", "-n", str(calls),
                        "--duration", str(args.duration), "--server-pid", str(servers["voice1"]), "--label", label]
             before, started = parts(), time.monotonic()
             line = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
             elapsed, after = time.monotonic() - started, parts()
         finally:
-            cluster.stop()
+            stop()
     server.drop_database(database)
     load = json.loads(line)
     cpu = {name: round(100 * (after[name] - before[name]) / elapsed, 1) for name in before}
@@ -125,8 +135,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cluster_overhead.jsonl")
     parser.add_argument("--load-client", type=Path, default=LOAD_CLIENT, help="../shared/bench/load_client.py")
     results = asyncio.run(main(parser.parse_args()))
-    print("| processes | calls | turns | answered | p50 ms | p99 ms | max ms | voice serve CPU | HAProxy CPU |"
-          " PostgreSQL CPU | total CPU per call | errors |")
+    print("| processes (0: direct, SQLite) | calls | turns | answered | p50 ms | p99 ms | max ms | voice serve CPU |"
+          " HAProxy CPU | PostgreSQL CPU | total CPU per call | errors |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         serve = sum(v for k, v in r["cpu_pct"].items() if k.startswith("voice"))
