@@ -82,7 +82,8 @@ class HAProxy:
             raise RuntimeError(f"HAProxy is not installed: apt-get install -y {PACKAGE}  (make test installs it)")
         self.dir = Path(tempfile.mkdtemp(prefix="voice-haproxy-"))
         config = self.dir / "haproxy.cfg"
-        config.write_text(render_config(self.servers, self.port, self.dir / "admin.sock", self.source, self.fast_checks))
+        socket_path = self.dir / "admin.sock"
+        config.write_text(render_config(self.servers, self.port, socket_path, self.source, self.fast_checks))
         check = subprocess.run([binary, "-c", "-q", "-f", str(config)], check=False, capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy rejected the configuration:\n{check.stderr}\n{config.read_text()}")
