@@ -8,6 +8,8 @@
   turns): every call's latency, and the writes per second of all of them together.
 - NOTIFY fan-out: one PostgresBus publishes, another (its own connection, as another process would have) receives;
   publish call → subscriber called, one notice at a time.
+- History refresh at a turn's start (``Transcript.refresh()``, what a reply awaits before it takes its history on a
+  shared store; skipped on SQLite): nothing new, and one message another process stored since the last turn.
 
 Stores: SQLiteStore on a file in a temporary directory (WAL, synchronous=NORMAL: what voice uses); PostgresStore over
 TCP on loopback to a local PostgreSQL 15 with its default durability (fsync on, synchronous_commit on: every commit
@@ -32,11 +34,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.pg import PostgresServer
-from voice.history.postgres import PostgresStore
-from voice.history.postgres_bus import PostgresBus
-from voice.history.sqlite import SQLiteStore
-from voice.history.store import Message, Store
+from tests.pg import PostgresServer  # noqa: E402
+from voice.history.postgres import PostgresStore  # noqa: E402
+from voice.history.postgres_bus import PostgresBus  # noqa: E402
+from voice.history.sqlite import SQLiteStore  # noqa: E402
+from voice.history.store import Message, Store  # noqa: E402
+from voice.history.transcript import Transcript  # noqa: E402
 
 TEXT = "Sure, the pharmacy on Main Street closes at six on Sundays; shall I remind you an hour before?"
 
@@ -95,6 +98,27 @@ async def fan_out(dsn: str, n: int) -> dict[str, float]:
     return summary(samples)
 
 
+async def refresh(dsn: str, n: int) -> list[dict[str, Any]]:
+    mine, theirs = PostgresStore(dsn), PostgresStore(dsn)
+    await mine.start()
+    await theirs.start()
+    try:
+        transcript = await Transcript.load(mine, "bench", "refresh", 50)
+        for i in range(30):  # a conversation so far
+            transcript.add("user" if i % 2 == 0 else "assistant", f"{TEXT} {i}")
+        await transcript.refresh()
+        idle = [await timed(transcript.refresh) for _ in range(n)]
+        fresh = []
+        for i in range(n):
+            await theirs.add_message("bench", "refresh", Message("assistant", f"Reminder {i}."))
+            fresh.append(await timed(transcript.refresh))
+        return [{"store": "PostgreSQL 15", "case": "history refresh, nothing new", **summary(idle)},
+                {"store": "PostgreSQL 15", "case": "history refresh, 1 new message", **summary(fresh)}]
+    finally:
+        await mine.close()
+        await theirs.close()
+
+
 async def bench_store(label: str, make: Callable[[], Store], args: argparse.Namespace) -> list[dict[str, Any]]:
     store = make()
     await store.start()
@@ -123,6 +147,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                                      lambda: PostgresStore(server.dsn(relaxed), max_size=pool), args)
         results.append({"store": "PostgreSQL 15", "case": "NOTIFY → other connection", **await fan_out(
             server.dsn(durable), args.n)})
+        results += await refresh(server.dsn(durable), args.n)
     finally:
         server.stop()
     return results

@@ -137,3 +137,15 @@ def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
         yield postgres_server.dsn(name)
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on both stores: for "postgres", ``VOICE_DATABASE_URL`` names a fresh database, so every app the
+    test creates (and every ``voice serve`` it starts) keeps its history there; for "sqlite" it is unset and apps use
+    their SQLite file. Opt in with ``pytestmark = pytest.mark.usefixtures("store_kind")``."""
+    if request.param == "postgres":
+        monkeypatch.setenv("VOICE_DATABASE_URL", request.getfixturevalue("postgres_dsn"))
+    else:
+        monkeypatch.delenv("VOICE_DATABASE_URL", raising=False)
+    return str(request.param)

@@ -13,7 +13,8 @@ from tests.harness import Client, LiveServer
 from tests.test_engine import history, make_app
 from voice.testing import fake_speech_frame
 
-pytestmark = pytest.mark.asyncio
+# every test runs on SQLite and on PostgreSQL (VOICE_DATABASE_URL: a fresh database per test; tests/pg.py)
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("store_kind")]
 
 
 @pytest.fixture

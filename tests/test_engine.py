@@ -12,7 +12,8 @@ from tests.harness import Client, LiveServer
 from voice import TurnContext, VoiceAgent, VoiceInputAgent, create_app
 from voice.testing import FakeTranscriber, FakeTTS, fake_speech_frame
 
-pytestmark = pytest.mark.asyncio
+# every test runs on SQLite and on PostgreSQL (VOICE_DATABASE_URL: a fresh database per test; tests/pg.py)
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("store_kind")]
 
 EVENTS: list[tuple[str, str]] = []
 
@@ -94,6 +95,12 @@ async def server(tmp_path):
     EVENTS.clear()
     async with LiveServer(make_app(tmp_path)) as srv:
         yield srv
+
+
+async def test_the_history_is_in_the_store_asked_for(server, store_kind):
+    runtime = server.app.state.voice.runtime
+    expected = {"sqlite": ("SQLiteStore", "LocalBus"), "postgres": ("PostgresStore", "PostgresBus")}[store_kind]
+    assert (type(runtime.store).__name__, type(runtime.bus).__name__) == expected
 
 
 async def history(srv, agent, instance):

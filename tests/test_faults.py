@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import asyncpg
 import httpx
 import pytest
 
@@ -17,7 +18,8 @@ from tests.browser import ROOT
 from tests.harness import Client, free_port
 from voice.testing import fake_speech_frame
 
-pytestmark = pytest.mark.asyncio
+# every test runs on SQLite and on PostgreSQL (VOICE_DATABASE_URL: a fresh database per test; tests/pg.py)
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("store_kind")]
 
 
 class FakeServe:
@@ -47,7 +49,24 @@ class FakeServe:
         return httpx.get(f"http://127.0.0.1:{self.port}/agents/worker/{instance}/messages").json()["messages"]
 
 
-async def test_sigkill_during_calls_keeps_every_completed_turn_and_schedules(tmp_path):
+async def stored(store_kind: str, db, instance: str) -> list[tuple[str, str]]:
+    """(role, content) of an instance's messages, read from the store itself (the server may be gone)."""
+    if store_kind == "postgres":
+        conn = await asyncpg.connect(os.environ["VOICE_DATABASE_URL"])
+        try:
+            rows = await conn.fetch("SELECT role, content FROM voice_messages WHERE instance=$1 ORDER BY id", instance)
+        finally:
+            await conn.close()
+        return [(r["role"], r["content"]) for r in rows]
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return conn.execute("SELECT role, content FROM messages WHERE instance=? ORDER BY id", (instance,)).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_sigkill_during_calls_keeps_every_completed_turn_and_schedules(tmp_path, store_kind):
     server = FakeServe(tmp_path / "kill.db").start()
     completed: dict[str, list[str]] = {}
     clients = []
@@ -77,9 +96,7 @@ async def test_sigkill_during_calls_keeps_every_completed_turn_and_schedules(tmp
                     break
                 await asyncio.sleep(0.05)
             assert c.closed is not None  # the clients notice, so they can reconnect
-        conn = sqlite3.connect(server.db)
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        conn.close()
+        assert ("user", "task 3 of 2") in await stored(store_kind, server.db, "k2")  # (and SQLite's file is sound)
         await asyncio.sleep(1.2)  # the reminder comes due while the server is down
         server.start()  # same database, same port: clients reconnect
         for instance, said in completed.items():
@@ -104,7 +121,7 @@ async def test_sigkill_during_calls_keeps_every_completed_turn_and_schedules(tmp
         server.proc.wait()
 
 
-async def test_sigterm_lets_the_turn_in_flight_finish_then_tells_clients(tmp_path):
+async def test_sigterm_lets_the_turn_in_flight_finish_then_tells_clients(tmp_path, store_kind):
     server = FakeServe(tmp_path / "term.db").start()
     try:
         c = await Client.connect(f"{server.ws}/agents/worker/t")
@@ -122,8 +139,7 @@ async def test_sigterm_lets_the_turn_in_flight_finish_then_tells_clients(tmp_pat
             await asyncio.sleep(0.05)
         assert c.closed is not None and c.closed.rcvd.code == 1001
         assert server.proc.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its shutdown
-        conn = sqlite3.connect(server.db)
-        rows = conn.execute("SELECT role, content FROM messages ORDER BY id").fetchall()
+        rows = await stored(store_kind, server.db, "t")
         assert rows[0] == ("user", "slow answer") and rows[1][1].startswith("Done")
     finally:
         if server.proc.poll() is None:

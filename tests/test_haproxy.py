@@ -28,6 +28,7 @@ class Stub:
     def __init__(self, name: str) -> None:
         self.name = name
         self.ready = True
+        self.refusing = False  # 503 to everything but /readyz: draining, before the health checks have noticed
         self.server = LiveServer(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -39,10 +40,16 @@ class Stub:
             status, body = 200, json.dumps({"server": self.name, "path": scope["path"]}).encode()
             if scope["path"] == "/readyz":
                 status, body = (200, b"ready") if self.ready else (503, b"draining")
+            elif self.refusing:
+                status, body = 503, b"shutting down"
             await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
             await send({"type": "http.response.body", "body": body})
         elif scope["type"] == "websocket":
             await receive()  # websocket.connect
+            if self.refusing:  # refused before the upgrade, as voice's gate does
+                await send({"type": "websocket.http.response.start", "status": 503, "headers": []})
+                await send({"type": "websocket.http.response.body", "body": b"shutting down"})
+                return
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.send", "text": self.name})
             while (message := await receive())["type"] == "websocket.receive":
@@ -139,3 +146,25 @@ async def test_a_process_that_is_not_ready_gets_no_new_connections_and_keeps_its
         assert {n: await served_by(client, proxy, f"/agents/a/i{n}") for n in range(30)} == owner  # its share is back
         for _, ws in [*twilio, (None, call)]:
             await ws.close()
+
+
+async def test_a_refusal_before_the_checks_notice_is_retried_on_another_process(cluster) -> None:
+    """A draining process refuses new connections (503) at once, but the health checks take a moment to mark it
+    down: HAProxy's retry-on 503 with redispatch sends those connections elsewhere, so no client sees the refusal;
+    a process that just died (connection refused) is retried the same way."""
+    proxy, stubs = cluster
+    async with httpx.AsyncClient() as client:
+        owner = {n: await served_by(client, proxy, f"/agents/a/r{n}") for n in range(30)}
+        victim = Counter(owner.values()).most_common(1)[0][0]
+        stubs[victim].refusing = True  # /readyz still 200: the checks keep it UP
+        mine = [n for n, name in owner.items() if name == victim]
+        for n in mine:
+            assert await served_by(client, proxy, f"/agents/a/r{n}") != victim
+            name, ws = await ws_served_by(proxy, f"/agents/a/r{n}")
+            assert name != victim
+            await ws.close()
+        assert proxy.status("voice_instances")[victim] == "UP"  # nothing was marked down: the retries did it
+        stubs[victim].refusing = False
+        await stubs[victim].server.stop()  # dies: connections to it are refused until the checks notice
+        for n in mine:
+            assert await served_by(client, proxy, f"/agents/a/r{n}") != victim

@@ -110,6 +110,24 @@ async def test_connection_limits_per_process_and_per_address(tmp_path):
         await a.close()
 
 
+async def test_readiness_says_503_near_the_connection_limit_and_liveness_stays_200(tmp_path):
+    async with LiveServer(app(tmp_path, max_connections=10)) as srv, httpx.AsyncClient() as http:
+        clients = [await Client.connect(f"{srv.ws}/agents/echo/r{i}") for i in range(8)]
+        ready = await http.get(f"{srv.http}/readyz")
+        assert ready.status_code == 200 and ready.json() == {"ready": True, "connections": 8}
+        clients.append(await Client.connect(f"{srv.ws}/agents/echo/r8"))  # 9 of 10: 90 %
+        ready = await http.get(f"{srv.http}/readyz")
+        assert ready.status_code == 503 and ready.json()["reason"] == "near capacity"
+        assert (await http.get(f"{srv.http}/healthz")).status_code == 200
+        clients.append(await Client.connect(f"{srv.ws}/agents/echo/r9"))  # the last slot still takes a call
+        await clients.pop().close()
+        await clients.pop().close()
+        await asyncio.sleep(0.1)
+        assert (await http.get(f"{srv.http}/readyz")).status_code == 200
+        for c in clients:
+            await c.close()
+
+
 async def test_idle_connection_is_closed_and_long_call_is_ended(tmp_path):
     async with LiveServer(app(tmp_path, idle_timeout_seconds=0.6, max_call_seconds=1.0)) as srv:
         idle = await Client.connect(f"{srv.ws}/agents/echo/idle")

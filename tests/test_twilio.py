@@ -24,6 +24,7 @@ from adapters.twilio.output import TwilioOutput
 from adapters.twilio.signature import FormParams, http_url, stream_url, valid_signature
 from voice.audio.upsample import Upsampler2x
 from tests.harness import LiveServer, free_port
+from tests.twilio_call import TwilioAPI
 from tests.twilio_sim import ToneTranscriber, TwilioSim, silence, tone
 from voice import AudioChunk, TurnContext, VoiceAgent, create_app
 from voice.audio import StreamResampler, resample
@@ -100,9 +101,12 @@ def build(tmp_path, stt=None, port=None, **mount):
 @pytest.fixture
 async def live(tmp_path):
     EVENTS.clear()
-    srv, stt = build(tmp_path)
-    async with srv:
-        yield srv, stt
+    api = TwilioAPI(TOKEN)  # where hang-ups go (the REST API), as srv.twilio_api
+    async with api.server:
+        srv, stt = build(tmp_path, api_url=api.url)
+        srv.twilio_api = api
+        async with srv:
+            yield srv, stt
 
 
 def sign(url: str, params: dict) -> str:
@@ -479,14 +483,16 @@ async def test_dtmf_reaches_on_dtmf_in_order(live):
     await sim.stop()
 
 
-async def test_agent_hangup_closes_the_stream_after_its_goodbye(live):
+async def test_agent_hangup_ends_the_call_after_its_goodbye(live):
     srv, _ = live
     sim = await place_call(srv)
+    srv.twilio_api.calls[sim.call_sid] = sim.stop  # the REST API ends the call: Twilio stops the stream
     await sim.dtmf("#")
-    await sim.wait(lambda: sim.closed_by_app is not None, timeout=5, what="hang-up")
+    await sim.wait(lambda: sim._closing, timeout=5, what="hang-up")
     goodbye = len("Goodbye now.") * 0.02 * 8000
-    assert sim.closed_by_app[1] == 1000
-    assert sim.played_bytes() >= goodbye * 0.95  # the goodbye was heard before the line closed
+    assert srv.twilio_api.requests == [{"sid": sim.call_sid, "status": "completed", "authorized": True,
+                                        "method": "POST"}]
+    assert sim.played_bytes() >= goodbye * 0.95  # the goodbye was heard before the call ended
     msgs = await history(srv, "phone", sim.call_sid)
     assert msgs[-1]["content"] == "Goodbye now." and not msgs[-1]["interrupted"]
     await sim.close()

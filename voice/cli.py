@@ -58,19 +58,20 @@ def _mount_telephony(app: Any) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """``voice serve``: the demo or an app of yours, until SIGTERM/SIGINT (which drains calls)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.app:
-        module_name, _, attr = args.app.partition(":")
-        sys.path.insert(0, os.getcwd())
-        app = getattr(importlib.import_module(module_name), attr or "app")
-    else:
-        from .providers.factory import ProviderConfigError
+    from .history import StoreConfigError
+    from .providers.factory import ProviderConfigError
 
-        try:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.app:
+            module_name, _, attr = args.app.partition(":")
+            sys.path.insert(0, os.getcwd())
+            app = getattr(importlib.import_module(module_name), attr or "app")
+        else:
             app = build_demo_app(args.stt, args.tts, args.db, WEB_CLIENT)
-        except ProviderConfigError as exc:
-            print(f"voice serve: {exc}", file=sys.stderr)
-            return 2
+    except (ProviderConfigError, StoreConfigError) as exc:
+        print(f"voice serve: {exc}", file=sys.stderr)
+        return 2
     voice_server = getattr(getattr(app, "state", None), "voice", None)
     if voice_server is not None and voice_server.gate.authorize is None:
         if args.host in ("127.0.0.1", "localhost", "::1"):

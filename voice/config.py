@@ -50,7 +50,8 @@ class ChunkerConfig:
 class Settings:
     """Every knob of the server. Build with ``Settings.from_env(**overrides)``."""
 
-    db_path: str = "voice.db"  # VOICE_DB
+    db_path: str = "voice.db"  # VOICE_DB: the SQLite file (one process, or several on one host)
+    database_url: str | None = None  # VOICE_DATABASE_URL: postgresql://… (several processes on one database)
     history_limit: int = 20  # VOICE_HISTORY_LIMIT: messages in ctx.messages
     history_cache: int = 50  # recent messages kept in memory per live instance (at least history_limit)
     max_messages_per_instance: int = 1000  # VOICE_MAX_MESSAGES: retention in SQLite (0: keep all)
@@ -73,7 +74,9 @@ class Settings:
     max_connections_per_client: int = 20  # VOICE_MAX_CONNECTIONS_PER_CLIENT: per client address (429 beyond)
     max_call_seconds: float = 3600.0  # VOICE_MAX_CALL_SECONDS: a call longer than this is ended
     idle_timeout_seconds: float = 300.0  # VOICE_IDLE_TIMEOUT: no audio and no message this long closes (4408)
-    drain_seconds: float = 10.0  # on shutdown, how long in-flight turns may finish
+    drain_seconds: float = 10.0  # VOICE_DRAIN_SECONDS: on shutdown, how long in-flight turns may finish
+    schedule_attempts: int = 3  # runs of a schedule that raises before it is kept as failed
+    schedule_retry_seconds: float = 5.0  # delay before the first retry of a schedule that raised (doubles each time)
     allowed_origins: tuple[str, ...] = ()  # VOICE_ALLOWED_ORIGINS (comma-separated); empty: same origin only
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     # turn-taking (docs/turn-taking.md); times in seconds
@@ -91,6 +94,7 @@ class Settings:
         """Defaults, then the environment, then ``overrides`` (None values are ignored)."""
         base = cls(
             db_path=_env("VOICE_DB", cls.db_path, str),
+            database_url=_env("VOICE_DATABASE_URL", cls.database_url, str),
             history_limit=_env("VOICE_HISTORY_LIMIT", cls.history_limit, int),
             max_messages_per_instance=_env("VOICE_MAX_MESSAGES", cls.max_messages_per_instance, int),
             output_sample_rate=_env("VOICE_OUTPUT_RATE", cls.output_sample_rate, int),
@@ -101,6 +105,7 @@ class Settings:
             max_connections_per_client=_env("VOICE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client, int),
             max_call_seconds=_env("VOICE_MAX_CALL_SECONDS", cls.max_call_seconds, float),
             idle_timeout_seconds=_env("VOICE_IDLE_TIMEOUT", cls.idle_timeout_seconds, float),
+            drain_seconds=_env("VOICE_DRAIN_SECONDS", cls.drain_seconds, float),
             allowed_origins=_env("VOICE_ALLOWED_ORIGINS", cls.allowed_origins, _origins),
             backchannels=_env("VOICE_BACKCHANNELS", cls.backchannels, _phrases),
             endpoint=_env("VOICE_ENDPOINT", cls.endpoint, float),

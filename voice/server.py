@@ -110,8 +110,17 @@ class VoiceServer:
             messages = await runtime.store.messages(key, instance, limit)
             return {"messages": [m.to_json() for m in messages]}
 
+        @self.router.get("/readyz")
+        async def ready() -> JSONResponse:
+            """Readiness, for a load balancer: 200 while this process takes new calls; 503 while it drains or is
+            near ``max_connections`` (the calls it holds go on)."""
+            reason = "draining" if gate.draining else None if gate.ready else "near capacity"
+            body = {"ready": reason is None, "connections": gate.active} | ({"reason": reason} if reason else {})
+            return JSONResponse(body, status_code=200 if reason is None else 503)
+
         @self.router.get("/healthz")
         async def health() -> dict[str, Any]:
+            """Liveness: 200 while the process runs (draining or not)."""
             return {
                 "ok": not gate.draining,
                 "agents": sorted(runtime.agents),

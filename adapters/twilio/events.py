@@ -27,6 +27,7 @@ class Start:
     stream_sid: str
     call_sid: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
+    account_sid: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,10 @@ def _start(data: dict[str, Any]) -> Start | Dropped:
     if not isinstance(stream_sid, str) or not stream_sid:
         return Dropped("start without streamSid")
     call_sid = start["callSid"] if isinstance(start.get("callSid"), str) else ""
+    account_sid = start["accountSid"] if isinstance(start.get("accountSid"), str) else ""
     raw = start.get("customParameters")
     parameters = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-    return Start(stream_sid, call_sid, parameters)
+    return Start(stream_sid, call_sid, parameters, account_sid)
 
 
 # --- what we send -------------------------------------------------------------------------------------------------

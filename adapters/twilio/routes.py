@@ -1,5 +1,6 @@
-"""HTTP routes for Twilio: the voice webhook (answers with ``<Connect><Stream>`` TwiML) and the Media Stream
-WebSocket. Both check Twilio's signature before doing anything else."""
+"""HTTP routes for Twilio: the voice webhook (answers with ``<Connect><Stream>`` TwiML, then a ``<Redirect>`` back to
+itself so a call whose stream a draining or dead process closed re-enters on another) and the Media Stream WebSocket.
+Both check Twilio's signature before doing anything else."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import logging
 import os
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response, WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
-from voice.transports import include_first, mount_target
+from voice.transports import Refusal, include_first, mount_target
 
+from .rest import API_URL
 from .signature import call_token, http_url, parse_form, stream_url, valid_signature
 from .stream import StreamConfig, serve_twilio_stream
 
@@ -33,6 +36,7 @@ def mount_twilio(
     insecure_dev: bool = False,
     prefix: str = "/twilio",
     lead_seconds: float = 0.16,
+    api_url: str | None = None,
 ) -> bool:
     """Add ``POST {prefix}/voice`` (the webhook to configure on your Twilio number) and ``WS {prefix}/media``.
 
@@ -45,7 +49,10 @@ def mount_twilio(
     ``"call_sid"`` (a fresh one per call) or ``"caller"`` (one per caller number; withheld numbers get a fresh one).
     Without an auth token nothing is mounted unless ``insecure_dev=True`` (no signature checks: local testing only).
     ``prefix``: where the two routes live. ``lead_seconds``: agent audio kept queued at Twilio (barge-in drops at
-    most this much; more tolerates more network jitter). Returns whether the routes were mounted.
+    most this much; more tolerates more network jitter). ``api_url``: Twilio's REST API (default ``TWILIO_API_URL``,
+    else https://api.twilio.com), where ``hangup()`` ends a call: with an auth token the TwiML redirects back to the
+    webhook after the stream, so a call whose process drains or dies goes on on another process, and closing the
+    stream no longer hangs up by itself. Returns whether the routes were mounted.
     """
     voice_server, router = mount_target(server, "mount_twilio")
     public_url = public_url or os.environ.get("VOICE_PUBLIC_URL") or None
@@ -74,8 +81,10 @@ def mount_twilio(
         )
     elif not ws_url.startswith("wss://"):
         log.warning("VOICE_PUBLIC_URL %s is not https: Twilio only connects to wss:// stream URLs", public_url)
-    config = StreamConfig(agent=agent, auth_token=auth_token, lead=lead_seconds)
-    runtime = voice_server.runtime
+    # the <Redirect> is signed like the rest; without a token there is neither a signature nor a REST API to hang up
+    api_url = (api_url or os.environ.get("TWILIO_API_URL") or API_URL) if auth_token else None
+    config = StreamConfig(agent=agent, auth_token=auth_token, lead=lead_seconds, api_url=api_url)
+    runtime, gate = voice_server.runtime, voice_server.gate
     routes = APIRouter()
 
     @routes.post(voice_path)
@@ -93,13 +102,17 @@ def mount_twilio(
                 return Response("invalid signature", status_code=403)
         call_sid = params.get("CallSid")
         caller = params.get("From")
-        instance = caller if instance_from == "caller" and _PHONE.match(caller) else call_sid
+        # our own <Redirect> names the instance (and is signed): the call goes on with the history it had
+        resumed = request.query_params.get("instance")
+        instance = resumed or (caller if instance_from == "caller" and _PHONE.match(caller) else call_sid)
         if not call_sid or not instance:
             return Response("missing CallSid", status_code=400)
-        parameters = {"agent": agent, "instance": instance, "from": caller, "to": params.get("To")}
+        parameters = {"agent": agent, "instance": instance, "from": caller, "to": params.get("To"),
+                      "resumed": "1" if resumed else None}
         if auth_token:
             parameters["token"] = call_token(auth_token, agent, instance, call_sid)
-        return Response(twiml(ws_url, parameters), media_type="text/xml")
+        again = http_url(public_url, voice_path, urlencode({"instance": instance})) if api_url else None
+        return Response(twiml(ws_url, parameters, redirect=again), media_type="text/xml")
 
     @routes.websocket(media_path)
     async def twilio_media(websocket: WebSocket) -> None:
@@ -107,16 +120,29 @@ def mount_twilio(
             log.warning("Twilio media stream with a bad or missing signature refused")
             await websocket.close(code=1008)  # before accept: the upgrade is answered with HTTP 403
             return
-        await websocket.accept()
-        await serve_twilio_stream(websocket, runtime, config)
+        try:
+            gate.take()  # a draining or full process refuses (503): the balancer retries elsewhere
+        except Refusal as refusal:
+            log.info("Twilio media stream refused: %s", refusal.message)
+            try:
+                await websocket.send_denial_response(Response(refusal.message, status_code=refusal.status))
+            except RuntimeError:  # a server without the denial extension: a plain refusal
+                await websocket.close(code=1013)
+            return
+        try:
+            await websocket.accept()
+            await serve_twilio_stream(websocket, runtime, config)
+        finally:
+            gate.leave(None)
 
     include_first(router, routes)  # before any catch-all mount (create_app's static files at "/")
     log.info("Twilio: webhook %s, stream %s, agent %r", http_url(public_url, voice_path), ws_url, agent)
     return True
 
 
-def twiml(ws_url: str, parameters: dict[str, Any]) -> str:
-    """``<Response><Connect><Stream url=…>`` with a ``<Parameter>`` per non-empty entry."""
+def twiml(ws_url: str, parameters: dict[str, Any], redirect: str | None = None) -> str:
+    """``<Response><Connect><Stream url=…>`` with a ``<Parameter>`` per non-empty entry, then ``<Redirect>`` to
+    ``redirect`` if given: Twilio runs it when the stream is closed while the call goes on."""
     stream = Stream(url=ws_url)
     for name, value in parameters.items():
         if value:
@@ -125,6 +151,8 @@ def twiml(ws_url: str, parameters: dict[str, Any]) -> str:
     connect.append(stream)
     response = VoiceResponse()
     response.append(connect)
+    if redirect:
+        response.redirect(redirect, method="POST")
     return str(response)
 
 

@@ -24,6 +24,7 @@ from voice.transports import Connection, OrderedWriter
 
 from . import events
 from .output import TwilioOutput
+from .rest import end_call
 from .signature import check_call_token
 
 log = logging.getLogger("voice.twilio")
@@ -39,6 +40,10 @@ class StreamConfig:
     auth_token: str | None = None  # when set, ``start`` must carry the per-call token from our TwiML
     lead: float = 0.16  # seconds of agent audio kept queued at Twilio
     mark_every: float = 0.1  # seconds between marks
+    #: Twilio's REST API. When set (with ``auth_token``), our TwiML goes on after the stream (a ``<Redirect>`` that
+    #: moves the call to another process when this one drains or dies), so hanging up completes the call there;
+    #: None: closing the stream hangs up
+    api_url: str | None = None
 
 
 class TwilioPeer(Peer):
@@ -48,7 +53,11 @@ class TwilioPeer(Peer):
     transport = "twilio"
 
     def __init__(self, websocket: WebSocket, config: StreamConfig, max_queue: int, max_bytes: int) -> None:
+        self.config = config
         self.stream_sid: str | None = None
+        #: the call's ids, once its ``start`` carried our token (only a verified call is ever hung up)
+        self.call_sid: str | None = None
+        self.account_sid: str | None = None
         self.writer = OrderedWriter(websocket.send, max_queue, max_bytes)
         self.output: TwilioOutput = TwilioOutput(self, lead=config.lead, mark_every=config.mark_every)
 
@@ -65,10 +74,22 @@ class TwilioPeer(Peer):
             log.debug("stream %s: %.200s", self.stream_sid, message)
 
     async def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "") -> None:
-        """Close the socket: on a ``<Connect><Stream>`` with no TwiML after it, this hangs up the call."""
+        """Close the socket. 1001 (this process is going away): Twilio follows our TwiML's ``<Redirect>`` and the
+        call goes on elsewhere. Any other code ends the call: through the REST API when our TwiML goes on after the
+        stream, else closing the stream is what hangs up."""
+        if code != protocol.CLOSE_GOING_AWAY:
+            await self.hang_up()
         self.output.close()
         self.writer.close(code, reason)
         await self.writer.finish()
+
+    async def hang_up(self) -> None:
+        """Complete the call through Twilio's REST API (once; only when our TwiML goes on after the stream)."""
+        cfg, call_sid, account_sid = self.config, self.call_sid, self.account_sid
+        if cfg.api_url and cfg.auth_token and call_sid and account_sid:
+            self.call_sid = None
+            if await end_call(cfg.api_url, account_sid, cfg.auth_token, call_sid):
+                log.info("Twilio call %s ended", call_sid)
 
     # --- the output's sink ----------------------------------------------------------------------------------
 
@@ -167,6 +188,7 @@ class TwilioStream:
             log.warning("Twilio stream %s: bad or missing call token for instance %.60r", start.stream_sid, instance)
             return await self.peer.close(protocol.CLOSE_POLICY, "bad call token")
         self.peer.stream_sid = start.stream_sid
+        self.peer.call_sid, self.peer.account_sid = start.call_sid, start.account_sid
         query = params | {"callSid": start.call_sid, "streamSid": start.stream_sid}
         self.connection = Connection(self.runtime, self.peer, query=query, call_id=start.call_sid[-12:] or None)
         call = await self.connection.open(cfg.agent, instance, greet=False)

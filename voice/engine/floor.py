@@ -35,6 +35,9 @@ from .turn_taking import TurnTaking
 
 log = logging.getLogger("voice.call")
 
+#: how long a reply waits for other processes' history before it starts without it (only a failing store is slower)
+REFRESH_TIMEOUT = 1.0
+
 
 class FloorHost(ReplyHost, Protocol):
     """The call as its floor sees it."""
@@ -87,6 +90,7 @@ class Floor:
         """Carry out ``actions`` in order."""
         for action in actions:
             if isinstance(action, StartReply):
+                await self._refresh_history()
                 self._start_reply(action)
             elif isinstance(action, ReleaseReply):
                 self._release(action)
@@ -119,6 +123,17 @@ class Floor:
         self._watch(action.reply, reply.start())
         if not action.held:  # stored after the reply took its history snapshot; the reply does not wait for it
             call.transcript.user_turn(action.text)
+
+    async def _refresh_history(self) -> None:
+        """With a store other processes write to as well, bring what they stored for this instance into the history
+        a reply is about to snapshot (one indexed query). A store of this process alone: nothing to do."""
+        transcript = self.call.transcript
+        if not transcript.store.shared:
+            return
+        try:
+            await asyncio.wait_for(transcript.refresh(), REFRESH_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - the reply goes on with the history it has
+            log.warning("history of %s/%s not refreshed: %r", transcript.agent, transcript.instance, exc)
 
     def _release(self, action: ReleaseReply) -> None:
         reply = self.replies.get(action.reply)

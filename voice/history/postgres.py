@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 import asyncpg
 
 from .._aio import log
+from .bus import Bus
 from .store import Message, Schedule, Store
 
 T = TypeVar("T")
@@ -150,6 +151,12 @@ class PostgresStore(Store):
             raise
         self._pool = pool
 
+    def bus(self) -> Bus:
+        """A :class:`~voice.history.postgres_bus.PostgresBus` on the same database."""
+        from .postgres_bus import PostgresBus  # it imports this module
+
+        return PostgresBus(self.dsn)
+
     async def close(self) -> None:
         """Let the writes already submitted finish, then close every connection."""
         while self._writes:
@@ -231,6 +238,14 @@ class PostgresStore(Store):
             _text(agent), _text(instance), after_id or 0, limit,
         ), retry=True)
         return [_message(r) for r in reversed(rows)]
+
+    async def message(self, agent: str, instance: str, message_id: int) -> Message | None:
+        """One message of the instance by its id."""
+        row = await self._query(lambda c: c.fetchrow(
+            f"SELECT {MESSAGE_FIELDS} FROM voice_messages WHERE id=$1 AND agent=$2 AND instance=$3",
+            message_id, _text(agent), _text(instance),
+        ), retry=True)
+        return None if row is None else _message(row)
 
     async def trim(self, keep: int) -> int:
         """Delete all but the newest ``keep`` messages of every instance."""

@@ -18,8 +18,9 @@ from .._aio import log
 from .bus import Bus, encode
 from .postgres import CONNECTION_LOST
 
-#: on this connection, only the bus itself runs queries: a closed one is reported as an InterfaceError
-LOST = (*CONNECTION_LOST, asyncpg.InterfaceError, TimeoutError)
+#: on this connection, only the bus itself runs queries: a closed one is reported as an InterfaceError, and one the
+#: server terminated while idle can fail the next query with an InternalClientError (its protocol state is broken)
+LOST = (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
 
 
 class PostgresBus(Bus):

@@ -140,6 +140,18 @@ class SQLiteStore(Store):
         ).fetchall()
         return [Message(r[1], r[2], bool(r[3]), r[4], r[0], json.loads(r[5]) if r[5] else None) for r in reversed(rows)]
 
+    async def message(self, agent: str, instance: str, message_id: int) -> Message | None:
+        """One message of the instance by its id."""
+        return await self._run(self._message, agent, instance, message_id)
+
+    def _message(self, agent: str, instance: str, message_id: int) -> Message | None:
+        r = self._db.execute(
+            "SELECT id, role, content, interrupted, created_at, meta FROM messages"
+            " WHERE id=? AND agent=? AND instance=?",
+            (message_id, agent, instance),
+        ).fetchone()
+        return None if r is None else Message(r[1], r[2], bool(r[3]), r[4], r[0], json.loads(r[5]) if r[5] else None)
+
     async def trim(self, keep: int) -> int:
         """Delete all but the newest ``keep`` messages of every instance."""
         return await self._run(self._trim, keep)

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .bus import Bus, LocalBus
+
 
 @dataclass(frozen=True)
 class Message:
@@ -57,6 +59,11 @@ class Store(ABC):
     async def start(self) -> None:  # noqa: B027 - optional
         """Open connections and create the schema (idempotent)."""
 
+    def bus(self) -> Bus:
+        """A new bus between the processes that share this store (not started). The default reaches this process
+        only; a store that other processes share on other hosts returns one that reaches them."""
+        return LocalBus()
+
     @abstractmethod
     async def close(self) -> None:
         """Release every resource. Idempotent."""
@@ -72,6 +79,10 @@ class Store(ABC):
         self, agent: str, instance: str, limit: int | None = None, after_id: int | None = None
     ) -> list[Message]:
         """The most recent ``limit`` messages (all if None) with an id above ``after_id``, oldest first."""
+
+    @abstractmethod
+    async def message(self, agent: str, instance: str, message_id: int) -> Message | None:
+        """One message of the instance by its id, or None if there is none (or it was trimmed)."""
 
     @abstractmethod
     async def trim(self, keep: int) -> int:

@@ -28,7 +28,9 @@ class Transcript:
         self.instance = instance
         self.keep = max(1, keep)
         self._recent = list(recent[-self.keep :])
-        self._last_id = max((m.id or 0 for m in recent), default=0)
+        #: the newest id read from the store: whatever others stored up to it is in memory (own writes do not move
+        #: it, so a message another process stored just before one of ours is still brought in by refresh())
+        self._synced_id = max((m.id or 0 for m in recent), default=0)
         self._tail: asyncio.Future[Message] | None = None  # the newest queued write
 
     @classmethod
@@ -73,7 +75,6 @@ class Transcript:
         except Exception:
             log.exception("could not store a %s message of %s/%s", message.role, self.agent, self.instance)
             raise
-        self._last_id = max(self._last_id, stored.id or 0)
         self._replace(message, stored)
         return stored
 
@@ -89,14 +90,22 @@ class Transcript:
             await asyncio.gather(self._tail, return_exceptions=True)
 
     async def refresh(self) -> None:
-        """Bring in messages that other processes stored for this instance since we last looked."""
+        """Bring in messages that other processes stored for this instance since we last looked (one query)."""
         await self.flush()
-        newer = await self.store.messages(self.agent, self.instance, self.keep, after_id=self._last_id)
+        newer = await self.store.messages(self.agent, self.instance, self.keep, after_id=self._synced_id)
+        if not newer:
+            return
+        self._synced_id = max(self._synced_id, max(m.id or 0 for m in newer))
         known = {m.id for m in self._recent if m.id is not None}
-        fresh = [m for m in newer if m.id not in known]
+        pending = [m for m in self._recent if m.id is None]  # added while we read: some may be in ``newer``
+        fresh = [m for m in newer if m.id not in known and not any(_same(m, p) for p in pending)]
         if not fresh:
             return
-        self._last_id = max(self._last_id, max(m.id or 0 for m in fresh))
         merged = sorted([m for m in self._recent if m.id is not None] + fresh, key=lambda m: m.id or 0)
-        pending = [m for m in self._recent if m.id is None]
         self._recent = (merged + pending)[-self.keep :]
+
+
+def _same(stored: Message, pending: Message) -> bool:
+    """Whether ``stored`` is the write of ``pending`` (same text, same creation time to the store's precision)."""
+    return (stored.role, stored.content, stored.interrupted) == (pending.role, pending.content, pending.interrupted) \
+        and abs(stored.created_at - pending.created_at) < 1e-3

@@ -19,6 +19,10 @@ from ..config import Settings
 
 log = logging.getLogger("voice.gate")
 
+#: ``/readyz`` says 503 once this share of ``max_connections`` is taken, so a balancer sends new calls elsewhere
+#: while the last slots still take the few that were already on their way
+READY_BELOW = 0.9
+
 
 @dataclass
 class Refusal(Exception):
@@ -30,6 +34,7 @@ class Refusal(Exception):
 
 class Gate:
     """Admission for every entry point: authorization, Origin, connection counts, draining."""
+
     def __init__(self, settings: Settings, authorize: Authorizer | None) -> None:
         self.settings = settings
         self.authorize = authorize
@@ -59,17 +64,32 @@ class Gate:
             raise Refusal(503, "server is shutting down")
         principal = await self.check(conn, agent, instance, browser_origin=True)
         client = conn.client.host if conn.client else "unknown"
-        if self.active >= self.settings.max_connections:
-            raise Refusal(503, "server is at capacity")
-        if self._per_client[client] >= self.settings.max_connections_per_client:
-            raise Refusal(429, "too many connections from this address")
-        self.active += 1
-        self._per_client[client] += 1
+        self.take(client)
         return principal, client
 
-    def leave(self, client: str) -> None:
-        """A connection admitted by :meth:`admit` ended: free its slot."""
+    def take(self, client: str | None = None) -> None:
+        """Take a slot for a connection (pair with :meth:`leave`), or raise :class:`Refusal`. ``client`` None: one
+        authorized otherwise that has no per-address limit (a phone stream: every one comes from Twilio)."""
+        if self.draining:
+            raise Refusal(503, "server is shutting down")
+        if self.active >= self.settings.max_connections:
+            raise Refusal(503, "server is at capacity")
+        if client is not None:
+            if self._per_client[client] >= self.settings.max_connections_per_client:
+                raise Refusal(429, "too many connections from this address")
+            self._per_client[client] += 1
+        self.active += 1
+
+    def leave(self, client: str | None) -> None:
+        """A connection admitted by :meth:`admit` (or :meth:`take`) ended: free its slot."""
         self.active -= 1
+        if client is None:
+            return
         self._per_client[client] -= 1
         if self._per_client[client] <= 0:
             del self._per_client[client]
+
+    @property
+    def ready(self) -> bool:
+        """Whether to take new connections: not draining, and under :data:`READY_BELOW` of ``max_connections``."""
+        return not self.draining and self.active < self.settings.max_connections * READY_BELOW
