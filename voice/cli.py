@@ -58,10 +58,11 @@ def serve(args: argparse.Namespace) -> int:
         app = getattr(importlib.import_module(module_name), attr or "app")
     else:
         from .providers.factory import ProviderConfigError
+        from .transports.monitoring import MetricsUnavailable
 
         try:
             app = build_demo_app(args.stt, args.tts, args.db, WEB_CLIENT)
-        except ProviderConfigError as exc:
+        except (ProviderConfigError, MetricsUnavailable) as exc:
             print(f"voice serve: {exc}", file=sys.stderr)
             return 2
     voice_server = getattr(getattr(app, "state", None), "voice", None)

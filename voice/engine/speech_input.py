@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .. import observability
 from .._aio import TaskSet
 from ..audio.vad import VADConfig, VADState, VoiceActivityDetector
 from ..providers.base import Transcriber, TranscriberError, TranscriberEvent, TranscriberOptions, TranscriberSession
@@ -131,6 +132,7 @@ class SpeechInput:
         if old is None or self.closed:
             return
         self._pending, self._pending_bytes = [], 0  # audio arriving meanwhile waits here
+        observability.provider_error("stt", type(self.transcriber).__name__)
         await _close_quietly(old)
         while True:
             now = time.monotonic()
@@ -153,6 +155,7 @@ class SpeechInput:
             await _close_quietly(session)
             return
         self._attach(session, bytes(self._since_final) + b"".join(self._pending or []))
+        observability.provider_reconnect("stt", type(self.transcriber).__name__)
 
 
 async def _close_quietly(session: TranscriberSession) -> None:

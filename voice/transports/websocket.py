@@ -87,6 +87,8 @@ class WebSocketOutput(AudioOutput):
 class WebSocketPeer(Peer):
     """JSON and audio leave through one ordered writer."""
 
+    transport = "websocket"  # the metrics label
+
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         settings = runtime.settings
         self.writer = OrderedWriter(websocket.send, settings.max_outbound_messages, settings.max_outbound_bytes)
