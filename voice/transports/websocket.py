@@ -114,7 +114,7 @@ async def serve_websocket(
     connection = Connection(runtime, peer, query=websocket.query_params, principal=principal)
     if await connection.open(agent_name, instance_id) is None:
         return
-    receive = websocket.receive
+    receive = websocket._receive  # the ASGI receive itself: Starlette's wrapper re-checks its state on every frame
     try:
         while peer.writer.close_code is None:
             message = await receive()
