@@ -4,8 +4,10 @@ The server runs pinned to core 0 and the load client (../shared/bench/load_clien
 
     python bench/overhead.py                       # 1, 10, 100 calls, then the search for calls per core
     python bench/overhead.py --counts 1 10 100 --no-search
+    python bench/overhead.py --reply two-sentences --counts 250 300 320 350 --no-search   # the equal-work load
 
-Appends raw results to bench/results/overhead.jsonl and prints a markdown table.
+``--reply two-sentences``: the agent streams two sentences and the fake TTS makes 1.0 s of audio of each (the same
+reply as the peer harnesses). Appends raw results to bench/results/overhead.jsonl and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOAD_CLIENT = os.path.join(ROOT, "..", "shared", "bench", "load_client.py")
 
 
-def run_load(n: int, port: int, pid: int, duration: float, out: str, label: str) -> dict:
-    cmd = ["taskset", "-c", "1", sys.executable, LOAD_CLIENT, "--protocol", "cf-voice",
+def run_load(n: int, port: int, pid: int, duration: float, out: str, label: str, client: str = LOAD_CLIENT) -> dict:
+    cmd = ["taskset", "-c", "1", sys.executable, client, "--protocol", "cf-voice",
            "--url", f"ws://127.0.0.1:{port}/agents/assistant/bench-{{i}}", "-n", str(n), "--duration", str(duration),
            "--server-pid", str(pid), "--label", label, "--out", out]
     line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
@@ -38,26 +40,35 @@ def main() -> int:
     ap.add_argument("--counts", type=int, nargs="*", default=[1, 10, 100])
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--no-search", action="store_true")
+    ap.add_argument("--search-from", type=int, default=150)
+    ap.add_argument("--search-step", type=int, default=50)
+    ap.add_argument("--reply", choices=["okay", "two-sentences"], default="okay")
+    ap.add_argument("--ws", default="websockets", help="uvicorn's WebSocket implementation")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--load-client", default=LOAD_CLIENT, help="path of shared/bench/load_client.py")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "overhead.jsonl"))
     a = ap.parse_args()
     server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.join(ROOT, "bench", "fake_server.py"),
-                               "--port", str(a.port)])
+                               "--port", str(a.port), "--reply", a.reply, "--ws", a.ws])
+    tag = "" if a.reply == "okay" else "2s-"
     try:
         time.sleep(4)
-        results = [run_load(n, a.port, server.pid, a.duration, a.out, f"ws-{n}") for n in a.counts]
+        results = [run_load(n, a.port, server.pid, a.duration, a.out, f"{tag}ws-{n}", a.load_client) for n in a.counts]
         if not a.no_search:
-            n, best = 150, None
+            n, best = a.search_from, None
             while n <= 1000:
-                r = run_load(n, a.port, server.pid, a.duration, a.out, f"search-{n}")
+                r = run_load(n, a.port, server.pid, a.duration, a.out, f"{tag}search-{n}", a.load_client)
                 results.append(r)
                 if not ok(r):
                     break
-                best, n = n, n + 50
+                best, n = n, n + a.search_step
             print(f"largest passing N on one core: {best}")
+        print("| label | calls | turns | answered | p50 ms | p99 ms | max ms | server CPU % | server RSS MB | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['label']} | {r['n']} | {r['turns']} | {r['answered_frac']} | {r['lat_p50_ms']} | "
-                  f"{r['lat_p99_ms']} | {r['lat_max_ms']} | {r['server_cpu_pct']} | {r['server_rss_mb']} | {r['n_errors']} |")
+                  f"{r['lat_p99_ms']} | {r['lat_max_ms']} | {r['server_cpu_pct']} | {r['server_rss_mb']} | "
+                  f"{r['n_errors']} |")
     finally:
         server.terminate()
         server.wait()

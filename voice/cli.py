@@ -60,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     """``voice serve``: the demo or an app of yours, until SIGTERM/SIGINT (which drains calls)."""
     from .history import StoreConfigError
     from .providers.factory import ProviderConfigError
+    from .transports.monitoring import MetricsUnavailable
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -69,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
             app = getattr(importlib.import_module(module_name), attr or "app")
         else:
             app = build_demo_app(args.stt, args.tts, args.db, WEB_CLIENT)
-    except (ProviderConfigError, StoreConfigError) as exc:
+    except (ProviderConfigError, StoreConfigError, MetricsUnavailable) as exc:
         print(f"voice serve: {exc}", file=sys.stderr)
         return 2
     voice_server = getattr(getattr(app, "state", None), "voice", None)

@@ -21,6 +21,7 @@ from .config import Settings
 from .engine import Runtime
 from .providers.base import Transcriber, TTSProvider
 from .transports import Gate, Refusal, serve_websocket
+from .transports.monitoring import mount_metrics
 from .transports.webrtc import mount_webrtc
 
 log = logging.getLogger("voice")
@@ -148,6 +149,7 @@ def create_app(
     static_dir: str | Path | None = None,
     webrtc: bool = True,
     warm_up: bool = True,
+    metrics: bool | None = None,
     **overrides,
 ) -> FastAPI:
     """A FastAPI app serving ``agents`` (name → class) at ``/agents/{name}/{instance}``.
@@ -157,6 +159,8 @@ def create_app(
     every entry point (see :mod:`voice.auth`). Keyword ``overrides`` set :class:`Settings` fields
     (e.g. ``db_path=...``). ``static_dir`` is served at ``/``. ``webrtc``: mount the WebRTC signaling route with
     its environment defaults (call :func:`voice.transport_webrtc.mount_webrtc` yourself for other options).
+    ``metrics``: serve Prometheus metrics at ``/metrics`` (None: ``VOICE_METRICS``, else if ``voice[metrics]`` is
+    installed; True without it raises :class:`~voice.transports.monitoring.MetricsUnavailable`).
     """
     server = VoiceServer(
         agents, transcriber=transcriber, tts=tts, settings=settings, authorize=authorize, warm_up=warm_up, **overrides
@@ -164,6 +168,7 @@ def create_app(
     app = FastAPI(title="voice", lifespan=server.lifespan)
     if webrtc:
         mount_webrtc(server)  # aiortc is imported lazily; without it the route answers 501
+    mount_metrics(server, enabled=metrics)  # without prometheus-client: 501, or an error if asked for
     app.include_router(server.router)
     app.state.voice = server
     if static_dir is not None:

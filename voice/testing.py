@@ -57,7 +57,7 @@ class FakeSession(TranscriberSession):
     def feed(self, pcm: bytes) -> None:
         """Read a marker frame's command, if any."""
         self.fed_bytes += len(pcm)
-        if pcm[:8] != MARKER:
+        if not pcm.startswith(MARKER):
             return
         kind = _KINDS.get(pcm[8:9])
         if kind is None:  # a bare marker: the load client's end of turn

@@ -50,7 +50,7 @@ class TwilioPeer(Peer):
     """Media, marks and clears leave through one ordered writer. Engine messages meant for browser clients
     (transcripts, status, metrics) have no place on a phone line: logged at debug level."""
 
-    transport = "twilio"
+    transport = "twilio"  # the metrics label
 
     def __init__(self, websocket: WebSocket, config: StreamConfig, max_queue: int, max_bytes: int) -> None:
         self.config = config
@@ -58,7 +58,7 @@ class TwilioPeer(Peer):
         #: the call's ids, once its ``start`` carried our token (only a verified call is ever hung up)
         self.call_sid: str | None = None
         self.account_sid: str | None = None
-        self.writer = OrderedWriter(websocket.send, max_queue, max_bytes)
+        self.writer = OrderedWriter(websocket.send, max_queue, max_bytes, transport=self.transport)
         self.output: TwilioOutput = TwilioOutput(self, lead=config.lead, mark_every=config.mark_every)
 
     @property

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from .. import observability
 from .._aio import TaskSet, maybe_await
 from ..agent import BaseAgent, VoiceAgent
 from ..history import Transcript
@@ -37,6 +38,11 @@ log = logging.getLogger("voice.call")
 
 #: how long a reply waits for other processes' history before it starts without it (only a failing store is slower)
 REFRESH_TIMEOUT = 1.0
+
+
+def turn_metrics(reply: Reply) -> dict[str, Any]:
+    """A reply's ``metrics`` message fields (without its ``type``): sent to the client, stored with the reply."""
+    return {k: v for k, v in reply.metrics.message().items() if k != "type"}
 
 
 class FloorHost(ReplyHost, Protocol):
@@ -115,6 +121,7 @@ class Floor:
         assert isinstance(agent, VoiceAgent)
         if not action.held:
             call.send({"type": "transcript", "role": "user", "text": action.text})
+            observability.turn_started(call, action.source)
         metrics = TurnMetrics(speech_ended_at=action.speech_ended_at, final_at=action.final_at)
         reply = Reply(
             call, agent, call.reply_phase, transcript=action.text, history=agent.recent_messages(),
@@ -141,6 +148,7 @@ class Floor:
             return
         self.call.send({"type": "transcript", "role": "user", "text": action.text})
         reply.release(action.speech_ended_at, action.final_at or time.monotonic())
+        observability.turn_started(self.call, "voice")
         self.call.transcript.user_turn(action.text)
 
     def _drop(self, reply_id: int) -> None:
@@ -170,6 +178,7 @@ class Floor:
         else:
             output.resume()
             self.call.send({"type": "playback_resume"})
+        observability.barge_in(self.call, resumed=isinstance(action, ResumePlayback))
 
     async def _interrupt(self, action: Interrupt) -> None:
         """Cancel the reply, stop its audio, store what was heard, say so."""
@@ -178,6 +187,8 @@ class Floor:
         if reply is None:
             return
         reply.cancel()
+        if action.hook:  # the user's doing (the call's end cuts replies without the hook)
+            observability.interrupted(call)
         audible = reply.audio_started
         if action.notify and audible:
             call.send({"type": "playback_interrupt"})
@@ -199,6 +210,7 @@ class Floor:
             await reply.wait()
             if not reply.cancelled.is_set():
                 self._store(reply, None)
+            self._observe(reply)
         finally:
             self.replies.pop(reply_id, None)
             if token is not None:
@@ -211,7 +223,17 @@ class Floor:
             return
         reply.save = False  # once
         result = reply.result(heard_position)
-        self.call.transcript.reply(result.heard, interrupted=result.interrupted)
+        meta = {"metrics": turn_metrics(reply)} if reply.fixed_text is None else None
+        self.call.transcript.reply(result.heard, interrupted=result.interrupted, meta=meta)
+
+    def _observe(self, reply: Reply) -> None:
+        """An answered turn's latencies and trace span (not fixed text, nor a speculative reply that was dropped)."""
+        if reply.fixed_text is not None or reply.held:
+            return
+        message = turn_metrics(reply)
+        if reply.source == "voice":
+            observability.turn_latencies(self.call, message)
+        observability.turn_ended(self.call, reply.source, vars(reply.metrics), message, reply.cancelled.is_set())
 
     async def close(self) -> None:
         """The connection is gone: cancel every reply and release every speak waiter."""

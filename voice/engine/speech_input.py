@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
+from .. import observability
 from .._aio import TaskSet
 from ..audio.vad import VADConfig, VADState, VoiceActivityDetector
 from ..providers.base import Transcriber, TranscriberError, TranscriberEvent, TranscriberOptions, TranscriberSession
@@ -17,6 +19,36 @@ log = logging.getLogger("voice.call")
 BYTES_PER_SECOND = 32_000  # 16 kHz int16
 RECENT_SECONDS = 8  # what a turn detector looks at (Smart Turn's window)
 RECENT_BYTES = RECENT_SECONDS * BYTES_PER_SECOND
+
+
+class AudioTail:
+    """At least the last ``limit`` bytes of a stream, kept as the chunks they arrived in: appending a frame copies
+    nothing (the audio path calls it for every frame), whole chunks fall off the front once they are not needed."""
+
+    __slots__ = ("_chunks", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._chunks: deque[bytes] = deque()
+
+    def append(self, data: bytes) -> None:
+        """Add a chunk (an immutable ``bytes``: it is kept, not copied)."""
+        chunks = self._chunks
+        chunks.append(data)
+        self.size += len(data)
+        while chunks and self.size - len(chunks[0]) >= self.limit:
+            self.size -= len(chunks.popleft())
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._chunks.clear()
+        self.size = 0
+
+    def last(self) -> bytes:
+        """The last ``limit`` bytes (all of them if fewer)."""
+        data = b"".join(self._chunks)
+        return data[-self.limit :] if len(data) > self.limit else data
 
 
 class SpeechInput:
@@ -34,12 +66,12 @@ class SpeechInput:
         self._limit = int(buffer_seconds * BYTES_PER_SECOND)
         self.language = "en"
         self.max_silence_ms: int | None = None
-        self._recent = bytearray()  # the last RECENT_SECONDS of audio, for the turn detector
+        self._recent = AudioTail(RECENT_BYTES)  # the last RECENT_SECONDS of audio, for the turn detector
         self.transcriber: Transcriber | None = None
         self.session: TranscriberSession | None = None
         self._pending: list[bytes] | None = []  # audio while a session opens
         self._pending_bytes = 0
-        self._since_final = bytearray()  # replayed into a re-created session
+        self._since_final = AudioTail(self._limit)  # replayed into a re-created session
         self._failures: list[float] = []
         self._open_error: str | None = None
         self._tasks = TaskSet("speech input")
@@ -61,20 +93,16 @@ class SpeechInput:
 
     def feed(self, pcm: bytes) -> None:
         """16 kHz mono int16 from the caller (buffered while no session is open)."""
-        recent = self._recent
-        recent += pcm
-        if len(recent) > RECENT_BYTES * 1.25:
-            del recent[: len(recent) - RECENT_BYTES]
+        if type(pcm) is not bytes:
+            pcm = bytes(pcm)  # kept by reference below: must not change under us
+        self._recent.append(pcm)
         session = self.session
         if session is None:
             if self._pending is not None and self._pending_bytes < self._limit:
                 self._pending.append(pcm)
                 self._pending_bytes += len(pcm)
             return
-        buffer = self._since_final  # appended before feeding: a final raised by this very frame clears it
-        buffer += pcm
-        if len(buffer) > self._limit * 1.25:
-            del buffer[: len(buffer) - self._limit]
+        self._since_final.append(pcm)  # before feeding: a final raised by this very frame clears it
         try:
             session.feed(pcm)
         except Exception as exc:  # noqa: BLE001 - a broken session is replaced, not fatal to the call
@@ -92,7 +120,7 @@ class SpeechInput:
 
     def recent_audio(self) -> bytes:
         """The caller's last ``RECENT_SECONDS`` of audio, ending now."""
-        return bytes(self._recent[-RECENT_BYTES:])
+        return self._recent.last()
 
     def final_seen(self) -> None:
         """A final transcript arrived: the audio before it need not be replayed any more."""
@@ -131,6 +159,7 @@ class SpeechInput:
         if old is None or self.closed:
             return
         self._pending, self._pending_bytes = [], 0  # audio arriving meanwhile waits here
+        observability.provider_error("stt", type(self.transcriber).__name__)
         await _close_quietly(old)
         while True:
             now = time.monotonic()
@@ -152,7 +181,8 @@ class SpeechInput:
         if self.closed:
             await _close_quietly(session)
             return
-        self._attach(session, bytes(self._since_final) + b"".join(self._pending or []))
+        self._attach(session, self._since_final.last() + b"".join(self._pending or []))
+        observability.provider_reconnect("stt", type(self.transcriber).__name__)
 
 
 async def _close_quietly(session: TranscriberSession) -> None:

@@ -170,8 +170,9 @@ class Reply:
             await host.output.drain()
             self.metrics.ended_at = time.monotonic()
             if self.fixed_text is None and self.source == "voice":
-                host.send(self.metrics.message())
-                log.info("turn metrics %s %s", host.id, self.metrics.message())
+                message = self.metrics.message()
+                host.send(message)
+                log.info("turn metrics %s %s", host.id, message)
             self._emit("sent")
             if self.speak:
                 await host.output.wait_for_playout()  # interruptible until the listener has heard it all

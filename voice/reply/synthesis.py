@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from .. import observability
 from .._aio import maybe_await
 from ..agent import VoiceAgent
 from ..audio import AudioChunk, RateAdapter
@@ -119,9 +120,11 @@ async def synthesize(reply: Speaker, job: Synthesis) -> None:
         raise
     except TimeoutError:
         log.warning("TTS timed out on %s", host.id)
+        observability.provider_error("tts", type(host.tts).__name__)
         host.send_error("speech synthesis timed out for part of the reply", "tts_failed")
     except Exception as exc:  # noqa: BLE001 - a provider failure must not end the call
         log.warning("TTS failed on %s: %s", host.id, exc)
+        observability.provider_error("tts", type(host.tts).__name__)
         host.send_error("speech synthesis failed for part of the reply", "tts_failed")
     finally:
         job.chunks.put_nowait(None)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .. import protocol
+from .. import observability, protocol
 from .._aio import TaskSet
 from ..agent import BaseAgent
 from ..engine import Call, Peer, Runtime
@@ -67,6 +67,8 @@ class Connection:
         self.call = Call(agent, self.peer, self.settings, query=self.query, call_id=self.call_id,
                          principal=self.principal)
         self._tasks.spawn(self._watchdog(), name=f"watchdog-{self.call.id}")
+        observability.connection_opened(getattr(self.peer, "transport", "other"))
+        observability.call_opened(self.call, instance)
         return self.call
 
     # --- from the client ------------------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class Connection:
                     await call.close()
                 except Exception:
                     log.exception("closing call %s failed", call.id)
+                observability.call_closed(call)
             if agent is not None:
                 self.runtime.release(agent)
             await self._tasks.cancel_all()
@@ -167,8 +170,9 @@ class OrderedWriter:
     stops reading is closed (1008) rather than buffered without bound."""
 
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], max_items: int, max_bytes: int,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None, transport: str = "websocket") -> None:
         self._send = send
+        self.transport = transport  # the metrics label
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._on_error = on_error
@@ -196,6 +200,7 @@ class OrderedWriter:
             log.warning("closing a client that does not read (%d messages, %d bytes queued)",
                         self._queue.qsize(), self._bytes)
             self.close(protocol.CLOSE_POLICY, "not reading")
+            observability.slow_client_closed(self.transport)
             return
         self._bytes += size
         item["size"] = size

@@ -87,6 +87,8 @@ class WebSocketOutput(AudioOutput):
 class WebSocketPeer(Peer):
     """JSON and audio leave through one ordered writer."""
 
+    transport = "websocket"  # the metrics label
+
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         settings = runtime.settings
         self.writer = OrderedWriter(websocket.send, settings.max_outbound_messages, settings.max_outbound_bytes)
@@ -112,7 +114,7 @@ async def serve_websocket(
     connection = Connection(runtime, peer, query=websocket.query_params, principal=principal)
     if await connection.open(agent_name, instance_id) is None:
         return
-    receive = websocket.receive
+    receive = websocket._receive  # the ASGI receive itself: Starlette's wrapper re-checks its state on every frame
     try:
         while peer.writer.close_code is None:
             message = await receive()

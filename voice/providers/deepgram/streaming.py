@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from ... import observability
 from ..base import TranscriberError, TranscriberOptions, TranscriberSession
 from ._common import (
     FATAL_STATUSES,
@@ -308,6 +309,7 @@ class StreamingSession(TranscriberSession):
                 self._fail(f"{self.what} unavailable after {attempt - 1} reconnect attempts ({reason})")
                 return
             log.warning("%s connection lost (%s); reconnecting (attempt %d)", self.what, reason, attempt)
+            observability.provider_reconnect("stt", self.what)
             if attempt > 1:  # a single transparent reconnect is not the caller's concern; an outage is
                 self._emit(TranscriberError(f"{self.what} connection lost ({reason}); reconnecting", fatal=False))
             await asyncio.sleep(backoff_delay(attempt, base=self._s.backoff_base, cap=self._s.backoff_cap))

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from ... import protocol
+from ... import observability, protocol
 from ..._aio import TaskSet
 from ...agent import BaseAgent
 from ...engine import Call, Peer, Runtime
@@ -32,7 +32,7 @@ CHANNEL_LABEL = "voice"
 class WebRTCPeer(Peer):
     """JSON over the ``voice`` data channel (queued until it opens); audio through :class:`WebRTCOutput`."""
 
-    transport = "webrtc"
+    transport = "webrtc"  # the metrics label
 
     def __init__(self, session: WebRTCSession, output: WebRTCOutput) -> None:
         self.session = session
@@ -55,6 +55,7 @@ class WebRTCPeer(Peer):
             return
         if channel.bufferedAmount > MAX_BUFFERED_BYTES:
             log.warning("closing a WebRTC client that does not read its data channel")
+            observability.slow_client_closed(self.transport)
             self.session.close_soon(protocol.CLOSE_POLICY, "not reading")
             return
         channel.send(text)
