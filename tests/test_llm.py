@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import subprocess
+import sys
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -24,7 +28,7 @@ from tests.fake_openai import (
     tool_call,
     tool_reply,
 )
-from tests.harness import Client, LiveServer
+from tests.harness import Client, LiveServer, free_port
 from voice import create_app
 from voice.llm import LLMAgent, tool
 from voice.testing import FakeTranscriber, FakeTTS, fake_speech_frame
@@ -70,7 +74,7 @@ class Concierge(LLMAgent):
     instructions = "You are a test concierge."
     api_key = KEY
     model = "test-model"
-    tools = [get_weather, stock_price]
+    tools = (get_weather, stock_price)
 
     @tool(interruptible=False)
     async def book_table(self, name: str, people: int) -> str:
@@ -518,3 +522,70 @@ async def test_the_environment_configures_url_model_and_key(tmp_path, fake, monk
         assert [r.headers["authorization"] for r in fake.requests] == [
             "Bearer sk-from-openai-var", "Bearer sk-from-voice-var"]
         await c.close()
+
+
+# --- voice serve -----------------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def serve_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_LLM_", "OPENAI_"))}
+    return env | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"} | extra
+
+
+async def test_voice_serve_with_llm_flags_answers_through_the_model(tmp_path, fake):
+    fake.queue(text_reply("Hello from the model."))
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voice.cli", "serve", "--port", str(port), "--db", str(tmp_path / "v.db"),
+        "--llm-url", fake.url, "--llm-model", "cli-model",
+        cwd=ROOT, env=serve_env(VOICE_LLM_API_KEY="sk-cli-key"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    output = bytearray()
+
+    async def collect() -> None:
+        while chunk := await proc.stdout.read(4096):
+            output.extend(chunk)
+
+    reader = asyncio.create_task(collect())
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(600):
+                assert proc.returncode is None, output.decode()
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        c = await Client.connect(f"ws://127.0.0.1:{port}/agents/assistant/cli")
+        await c.send({"type": "text_message", "text": "hello model"})
+        assert (await c.wait_for("transcript_end", timeout=20))["text"] == "Hello from the model."
+        (request,) = fake.requests
+        assert request.body["model"] == "cli-model"
+        assert request.headers["authorization"] == "Bearer sk-cli-key"
+        assert request.messages[0]["role"] == "system"
+        assert request.messages[-1] == {"role": "user", "content": "hello model"}
+        await c.close()
+        assert b"sk-cli-key" not in output
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await reader
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+async def test_voice_serve_without_openai_names_the_extra_in_one_line(tmp_path, how):
+    blocked = "import sys; sys.modules['openai'] = None; from voice.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["serve", "--port", "1", "--db", str(tmp_path / "v.db")]
+    env = serve_env()
+    if how == "flag":
+        args += ["--llm-url", "http://127.0.0.1:9/v1"]
+    else:
+        env["VOICE_LLM_MODEL"] = "llama3.2"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", blocked, *args, cwd=ROOT, env=env,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, (out, err)
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "pip install 'voice[openai]'" in lines[0], lines

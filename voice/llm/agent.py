@@ -81,6 +81,17 @@ class LLMAgent(VoiceAgent):
 
     _runner: ToolRunner | None = None
 
+    def __init__(self) -> None:
+        super().__init__()
+        # load the SDK and build the client (an SSL context, ~30 ms) when the instance is created, not in its
+        # first turn; without the openai package this fails here, naming the extra
+        require_openai()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # created outside the server: the client is made on first use
+        get_client(self.settings())
+
     @classmethod
     def configured(cls, **attributes: Any) -> type[LLMAgent]:
         """A subclass with these class attributes set (None values are skipped), e.g. for ``voice serve

@@ -156,11 +156,19 @@ def _numpy_section(lines: list[str], i: int, params: dict[str, str]) -> int:
     return i
 
 
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s resolved annotations (``Annotated`` kept); a TypeError when one names something undefined."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise TypeError(f"cannot resolve the type hints of {fn.__qualname__}: {exc}") from None
+
+
 def function_schema(fn: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     """(description, parameters schema) of ``fn``. A method's ``self``/``cls`` and ``*args``/``**kwargs`` are left
     out; parameters without a default are required."""
     description, docs = parse_docstring(fn.__doc__)
-    hints = typing.get_type_hints(fn, include_extras=True)
+    hints = type_hints(fn)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for position, (name, param) in enumerate(inspect.signature(fn).parameters.items()):

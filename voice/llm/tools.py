@@ -28,7 +28,7 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, Union, overload
 
-from .schema import function_schema
+from .schema import function_schema, type_hints
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -54,7 +54,7 @@ class Tool:
         self.interruptible = interruptible
         params = list(inspect.signature(fn).parameters)
         self._is_method = bool(params) and params[0] in ("self", "cls")
-        self._hints = typing.get_type_hints(fn)
+        self._hints = type_hints(fn)
         self._bound_to: Any = None
 
     def spec(self) -> dict[str, Any]:
@@ -97,6 +97,8 @@ class Tool:
 
     def _convert(self, name: str, value: Any) -> Any:
         hint = self._hints.get(name)
+        if typing.get_origin(hint) is typing.Annotated:
+            hint = typing.get_args(hint)[0]
         if typing.get_origin(hint) in (Union, types.UnionType):
             options = [a for a in typing.get_args(hint) if a is not type(None)]
             hint = options[0] if len(options) == 1 else None
