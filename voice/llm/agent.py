@@ -173,7 +173,9 @@ class LLMAgent(VoiceAgent):
                             describe_error(exc, settings.api_key))
                 ctx.call.send_error(f"the language model failed: {type(exc).__name__}", "llm_failed")
                 mid_reply = bool(said.strip())
-                yield (" " if mid_reply else "") + self.apology(exc, mid_reply)
+                # after a broken-off sentence ("And then"), the apology is a sentence of its own
+                separator = ("" if said.rstrip()[-1] in ".!?…" else "…") + " " if mid_reply else ""
+                yield separator + self.apology(exc, mid_reply)
                 return
             if not completion.tool_calls:
                 return
