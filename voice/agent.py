@@ -62,6 +62,9 @@ class CallHandle(Protocol):
     def send_json(self, message: dict[str, Any]) -> None:
         """Send the app's own JSON message to the client."""
 
+    def send_error(self, message: str, code: str | None = None) -> None:
+        """Send an ``error`` message (docs/protocol.md) to the client."""
+
 
 class AgentHost(Protocol):
     """What the runtime provides to the agents it creates."""

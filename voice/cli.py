@@ -25,14 +25,23 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 # --- voice serve -----------------------------------------------------------------------------------------------
 
 
-def build_demo_app(stt: str | None = None, tts: str | None = None, db: str | None = None, static: Path | None = None):
-    """The demo: ``assistant`` and ``dictation`` on the chosen (default: offline) providers."""
-    from .demo import DEMO_AGENTS, IDLE_SECONDS
+def build_demo_app(
+    stt: str | None = None,
+    tts: str | None = None,
+    db: str | None = None,
+    static: Path | None = None,
+    llm_url: str | None = None,
+    llm_model: str | None = None,
+):
+    """The demo: ``assistant`` (an LLM if one is given) and ``dictation`` on the chosen (default: offline)
+    providers."""
+    from .demo import IDLE_SECONDS, demo_agents
     from .providers.factory import make_transcriber, make_tts
     from .server import create_app
 
+    agents = demo_agents(llm_url, llm_model)
     app = create_app(
-        DEMO_AGENTS,
+        agents,
         transcriber=make_transcriber(stt),
         tts=make_tts(tts),
         static_dir=static if static and static.is_dir() else None,
@@ -59,6 +68,7 @@ def _mount_telephony(app: Any) -> None:
 def serve(args: argparse.Namespace) -> int:
     """``voice serve``: the demo or an app of yours, until SIGTERM/SIGINT (which drains calls)."""
     from .history import StoreConfigError
+    from .llm import MissingOpenAI
     from .providers.factory import ProviderConfigError
     from .transports.monitoring import MetricsUnavailable
 
@@ -69,8 +79,8 @@ def serve(args: argparse.Namespace) -> int:
             sys.path.insert(0, os.getcwd())
             app = getattr(importlib.import_module(module_name), attr or "app")
         else:
-            app = build_demo_app(args.stt, args.tts, args.db, WEB_CLIENT)
-    except (ProviderConfigError, StoreConfigError, MetricsUnavailable) as exc:
+            app = build_demo_app(args.stt, args.tts, args.db, WEB_CLIENT, args.llm_url, args.llm_model)
+    except (ProviderConfigError, StoreConfigError, MetricsUnavailable, MissingOpenAI) as exc:
         print(f"voice serve: {exc}", file=sys.stderr)
         return 2
     voice_server = getattr(getattr(app, "state", None), "voice", None)
@@ -236,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--stt", choices=["local", "flux", "nova-3"], default=None, help="speech-to-text (default: local)")
     s.add_argument("--tts", choices=["local", "aura"], default=None, help="text-to-speech (default: local)")
     s.add_argument("--db", default=None, help="SQLite file for history (default: VOICE_DB or ./voice.db)")
+    s.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL: the assistant answers with this LLM "
+                   "(default: VOICE_LLM_URL; e.g. http://127.0.0.1:11434/v1)")
+    s.add_argument("--llm-model", default=None, help="the LLM's model name (default: VOICE_LLM_MODEL)")
     s.set_defaults(func=serve)
     c = sub.add_parser("call", help="stream a WAV file to an agent and print what happens")
     c.add_argument("url", help="e.g. ws://127.0.0.1:8000/agents/assistant/me")

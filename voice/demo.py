@@ -1,8 +1,11 @@
-"""The built-in demo behind ``voice serve``: an ``assistant`` that echoes what it heard, and a ``dictation`` agent."""
+"""The built-in demo behind ``voice serve``: an ``assistant`` that echoes what it heard (or, with an LLM configured,
+answers with it), and a ``dictation`` agent."""
 
 from __future__ import annotations
 
-from .agent import CallHandle, TurnContext, VoiceAgent, VoiceInputAgent
+import os
+
+from .agent import BaseAgent, CallHandle, TurnContext, VoiceAgent, VoiceInputAgent
 
 #: the demo asks "Are you still there?" after this much silence (VOICE_USER_IDLE_SECONDS; the library's default is off)
 IDLE_SECONDS = 15.0
@@ -38,3 +41,17 @@ class Dictation(VoiceInputAgent):
 
 
 DEMO_AGENTS = {"assistant": EchoAssistant, "dictation": Dictation}
+
+
+def demo_agents(llm_url: str | None = None, llm_model: str | None = None) -> dict[str, type[BaseAgent]]:
+    """The demo's agents. Given an LLM (these arguments, or ``VOICE_LLM_URL`` / ``VOICE_LLM_MODEL``), ``assistant``
+    is a :class:`voice.llm.LLMAgent` on it (raises :class:`voice.llm.MissingOpenAI` without the ``openai`` package)."""
+    from .llm.client import ENV_MODEL, ENV_URL
+
+    url, model = llm_url or os.environ.get(ENV_URL), llm_model or os.environ.get(ENV_MODEL)
+    if not (url or model):
+        return dict(DEMO_AGENTS)
+    from .llm import LLMAgent
+
+    assistant = LLMAgent.configured(base_url=url, model=model, greeting="Hi! How can I help?")
+    return dict(DEMO_AGENTS, assistant=assistant)

@@ -107,6 +107,12 @@ class Reply:
         """Started speculatively and not yet released: nothing has been sent."""
         return self._gate is not None and not self._gate.is_set()
 
+    async def until_released(self) -> None:
+        """Return once the reply is the real one (at once unless it was started speculatively); work with effects
+        (a tool call, a purchase) waits for this, since a held reply is dropped if the user goes on talking."""
+        if self._gate is not None:
+            await self._gate.wait()
+
     def start(self) -> Reply:
         """Begin producing (``on_turn`` runs in the reply's own task)."""
         self.metrics.started_at = time.monotonic()
