@@ -62,6 +62,7 @@ class Turn:
     audio_at: float | None = None
     audio_bytes: int = 0
     done_at: float | None = None  # transcript_end of the reply
+    metrics: dict = field(default_factory=dict)  # the server's metrics message for the turn
 
 
 @dataclass
@@ -106,6 +107,8 @@ class Caller:
                 turn.final_at, turn.heard = now, m["text"]
             elif kind == "transcript_end":
                 turn.done_at = now
+            elif kind == "metrics":
+                turn.metrics = m
 
 
 async def run_caller(url: str, questions: list[str], speech: dict[str, bytes], pause_s: float) -> Caller:
@@ -176,12 +179,16 @@ async def measure(n: int, a: argparse.Namespace, speech: dict[str, bytes]) -> di
     turns = [t for c in callers for t in c.turns]
     v2v = [1000 * (t.audio_at - t.speech_end) for t in turns if t.audio_at is not None]
     final = [1000 * (t.final_at - t.speech_end) for t in turns if t.final_at is not None]
+    after_final = [1000 * (t.audio_at - t.final_at) for t in turns if t.audio_at is not None and t.final_at is not None]
+    tts_first = [t.metrics["tts_first_audio_ms"] for t in turns if t.metrics.get("tts_first_audio_ms") is not None]
     call_minutes = sum(c.frames_sent for c in callers) * 0.02 / 60
     return {
         "label": a.label, "calls": n, "turns": len(turns),
         "answered": sum(t.audio_at is not None for t in turns),
         "v2v_p50_ms": round(pct(v2v, 50)), "v2v_p90_ms": round(pct(v2v, 90)), "v2v_max_ms": round(max(v2v)),
         "final_p50_ms": round(pct(final, 50)), "final_p90_ms": round(pct(final, 90)),
+        "audio_after_final_p50_ms": round(pct(after_final, 50)), "audio_after_final_p90_ms": round(pct(after_final, 90)),
+        "tts_first_audio_p50_ms": round(pct(tts_first, 50)), "tts_first_audio_p90_ms": round(pct(tts_first, 90)),
         "wer": round(wer([t.question for t in turns], [t.heard for t in turns]), 3),
         "cpu_s_per_call_min": round((cpu1 - cpu0) / call_minutes, 1),
         "server_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0)),

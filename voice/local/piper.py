@@ -83,8 +83,24 @@ def speakable(text: str) -> str:
     return " ".join(text.split())
 
 
-def _next_sentence(it: Iterator[Any]) -> Any:
-    return next(it, None)
+class _Sentences:
+    """Piper's audio for a text, one sentence per :meth:`next` (in a worker thread). The first call also counts the
+    sentences (phonemizing is cheap), so that finding the end takes no model job: ``left`` is then known."""
+
+    def __init__(self, voice: Any, text: str, config: Any) -> None:
+        self._voice, self._text, self._config = voice, text, config
+        self._chunks: Iterator[Any] | None = None
+        self.left: int | None = None  # sentences still to synthesize; None until the first call
+
+    def next(self) -> Any:
+        """The next sentence's Piper audio chunk, or None after the last."""
+        if self._chunks is None:
+            self.left = sum(1 for phonemes in self._voice.phonemize(self._text) if phonemes)  # Piper skips empty ones
+            self._chunks = iter(self._voice.synthesize(self._text, syn_config=self._config))
+        if not self.left:
+            return None
+        self.left -= 1
+        return next(self._chunks, None)
 
 
 class PiperTTS(TTSProvider):
@@ -148,15 +164,14 @@ class PiperTTS(TTSProvider):
         voice = await self._ensure_loaded()
         from piper import SynthesisConfig
 
-        sentences = iter(voice.synthesize(text, syn_config=SynthesisConfig(**self._syn_args)))
+        sentences = _Sentences(voice, text, SynthesisConfig(**self._syn_args))
         out_rate = sample_rate or self.sample_rate
         resampler = StreamResampler(self.sample_rate, out_rate) if out_rate != self.sample_rate else None
         first = cancel is None or cancel not in self._replies
         if cancel is not None:
             self._replies.add(cancel)
-        while True:
-            job = asyncio.wrap_future(shared_scheduler().submit(TTS_FIRST if first else TTS_LATER,
-                                                                lambda: _next_sentence(sentences)))
+        while sentences.left != 0:
+            job = asyncio.wrap_future(shared_scheduler().submit(TTS_FIRST if first else TTS_LATER, sentences.next))
             first = False
             if cancel is not None:
                 # Return the moment cancel is set (barge-in); the sentence in progress finishes in the background.
@@ -169,16 +184,16 @@ class PiperTTS(TTSProvider):
                     return
             sentence = await job
             if sentence is None:
-                if resampler is not None:
-                    tail = resampler.process(b"", last=True)
-                    if tail:
-                        yield AudioChunk(tail, out_rate)
-                return
+                break
             data = sentence.audio_int16_bytes
             if resampler is not None:
                 data = resampler.process(data)
             if data:
                 yield AudioChunk(data, out_rate)
+        if resampler is not None:
+            tail = resampler.process(b"", last=True)
+            if tail:
+                yield AudioChunk(tail, out_rate)
 
     async def synthesize(
         self, text: str, cancel: asyncio.Event | None = None, *, encoding: str = "pcm16", sample_rate: int | None = None

@@ -122,4 +122,5 @@ class WhisperQueue:
                 if not interims:
                     del self._interims[owner]
         if pending.outer.cancelled():
+            pending.outer.set_running_or_notify_cancel()  # wakes concurrent.futures.wait() on it
             pending.own.cancel()  # only its own job: a final answering a folded interim goes on
