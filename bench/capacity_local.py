@@ -27,8 +27,10 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import websockets
@@ -60,7 +62,8 @@ class Turn:
     final_at: float | None = None
     heard: str = ""
     audio_at: float | None = None
-    audio_bytes: int = 0
+    played_until: float = 0.0  # when a player that started at the first byte would finish what has arrived
+    gap_ms: float = 0.0  # silence inside the reply: audio arriving after the player ran dry
     done_at: float | None = None  # transcript_end of the reply
     metrics: dict = field(default_factory=dict)  # the server's metrics message for the turn
 
@@ -95,7 +98,9 @@ class Caller:
             if isinstance(raw, bytes):
                 if turn is not None and turn.speech_end:
                     turn.audio_at = turn.audio_at or now
-                    turn.audio_bytes += len(raw)
+                    if turn.played_until and now > turn.played_until + 0.02:
+                        turn.gap_ms += 1000 * (now - turn.played_until)
+                    turn.played_until = max(turn.played_until, now) + len(raw) / 2 / self.rate
                 continue
             m = json.loads(raw)
             kind = m.get("type")
@@ -134,10 +139,8 @@ async def run_caller(url: str, questions: list[str], speech: dict[str, bytes], p
                 turn.speech_end = sent
                 deadline = sent + 15.0  # a reply later than this counts as missed
                 while time.monotonic() < deadline:  # the mic stays open: silence until the reply has been heard
-                    if turn.done_at is not None and turn.audio_at is not None:
-                        played_until = turn.audio_at + turn.audio_bytes / 2 / caller.rate
-                        if time.monotonic() >= played_until:
-                            break
+                    if turn.done_at is not None and turn.audio_at is not None and time.monotonic() >= turn.played_until:
+                        break
                     await caller.send(silent)
         finally:
             reader.cancel()
@@ -148,7 +151,10 @@ async def measure(n: int, a: argparse.Namespace, speech: dict[str, bytes]) -> di
     port = a.port
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=a.app_root)
     app = os.path.join(a.app_root, "bench", "local_app.py")
-    server = await asyncio.create_subprocess_exec(sys.executable, app, "--port", str(port), env=env)
+    stats_file = os.path.join(tempfile.mkdtemp(), "model_work.json")
+    # (an older checkout's app may not report what its model queue ran)
+    stats_args = ["--stats", stats_file] if "--stats" in Path(app).read_text() else []
+    server = await asyncio.create_subprocess_exec(sys.executable, app, "--port", str(port), *stats_args, env=env)
     try:
         async with httpx.AsyncClient() as http:
             for _ in range(900):
@@ -176,6 +182,7 @@ async def measure(n: int, a: argparse.Namespace, speech: dict[str, bytes]) -> di
     finally:
         server.terminate()
         await server.wait()
+    model_work = json.loads(Path(stats_file).read_text()) if os.path.exists(stats_file) else {}
     turns = [t for c in callers for t in c.turns]
     v2v = [1000 * (t.audio_at - t.speech_end) for t in turns if t.audio_at is not None]
     final = [1000 * (t.final_at - t.speech_end) for t in turns if t.final_at is not None]
@@ -189,6 +196,7 @@ async def measure(n: int, a: argparse.Namespace, speech: dict[str, bytes]) -> di
         "final_p50_ms": round(pct(final, 50)), "final_p90_ms": round(pct(final, 90)),
         "audio_after_final_p50_ms": round(pct(after_final, 50)), "audio_after_final_p90_ms": round(pct(after_final, 90)),
         "tts_first_audio_p50_ms": round(pct(tts_first, 50)), "tts_first_audio_p90_ms": round(pct(tts_first, 90)),
+        "turns_with_gaps": sum(t.gap_ms > 0 for t in turns), "gap_ms_total": round(sum(t.gap_ms for t in turns)),
         "wer": round(wer([t.question for t in turns], [t.heard for t in turns]), 3),
         "cpu_s_per_call_min": round((cpu1 - cpu0) / call_minutes, 1),
         "server_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0)),
@@ -196,7 +204,7 @@ async def measure(n: int, a: argparse.Namespace, speech: dict[str, bytes]) -> di
         "late_frames": sum(c.late_frames for c in callers),
         "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
         "stagger_s": a.stagger, "pause_s": a.pause, "cores": len(os.sched_getaffinity(0)),
-        "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "at": time.strftime("%Y-%m-%d %H:%M:%S"), "model_work": model_work,
         "misheard": sorted({(t.question, t.heard) for t in turns if wer(t.question, t.heard) > 0}),
     }
 

@@ -228,3 +228,24 @@ def test_no_job_is_lost_or_run_twice_when_cancelled_and_promoted_concurrently():
                              and result is finals[owner].result())
         assert result == own or answered_by_final
     assert not queue._pending and not queue._interims  # no bookkeeping left behind
+
+
+def test_later_sentences_and_interims_leave_a_slot_free_for_a_final():
+    scheduler = PriorityScheduler(2, background=TTS_LATER)
+    gate = threading.Event()
+    running: list[str] = []
+
+    def job(name: str):
+        def run() -> None:
+            running.append(name)
+            gate.wait(5)
+        return run
+
+    background = [scheduler.submit(p, job(f"bg{i}")) for i, p in enumerate([TTS_LATER, STT_INTERIM, STT_INTERIM])]
+    time.sleep(0.1)
+    assert running == ["bg0"]  # one slot stays free...
+    final = scheduler.submit(STT_FINAL, lambda: "final")
+    assert final.result(timeout=2) == "final"  # ...so a final runs at once
+    gate.set()
+    wait(background, timeout=5)
+    assert sorted(running) == ["bg0", "bg1", "bg2"]

@@ -7,12 +7,14 @@ import heapq
 import itertools
 import os
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 __all__ = [
-    "STT_EARLY", "STT_FINAL", "STT_INTERIM", "TTS_FIRST", "TTS_LATER",
+    "PRIORITY_NAMES", "STT_EARLY", "STT_FINAL", "STT_INTERIM", "TTS_FIRST", "TTS_LATER",
     "BatchRunner", "ModelNotFoundError", "PriorityScheduler", "cpu_count", "model_threads", "shared_executor",
     "shared_scheduler",
 ]
@@ -21,6 +23,8 @@ __all__ = [
 # the next thing that user hears; early finals are speculative; a reply's later sentences have the playback of
 # the earlier ones as slack; interims only refresh a live transcript.
 STT_FINAL, TTS_FIRST, STT_EARLY, TTS_LATER, STT_INTERIM = 0, 1, 2, 3, 4
+PRIORITY_NAMES = {STT_FINAL: "stt_final", TTS_FIRST: "tts_first", STT_EARLY: "stt_early", TTS_LATER: "tts_later",
+                  STT_INTERIM: "stt_interim"}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -65,11 +69,13 @@ def shared_executor() -> ThreadPoolExecutor:
 
 def shared_scheduler() -> PriorityScheduler:
     """The process-wide queue of model work (Whisper and Piper): as many jobs at once as the cores hold jobs of
-    :func:`model_threads` threads, so the models never oversubscribe the CPU and the most urgent job goes next."""
+    :func:`model_threads` threads, so the models never oversubscribe the CPU and the most urgent job goes next;
+    later sentences and interims never take the last free slot (a turn's final or first sentence would wait for
+    them to finish)."""
     global _scheduler
     with _shared_lock:
         if _scheduler is None:
-            _scheduler = PriorityScheduler(max(1, cpu_count() // model_threads()))
+            _scheduler = PriorityScheduler(max(1, cpu_count() // model_threads()), background=TTS_LATER)
         return _scheduler
 
 
@@ -99,15 +105,34 @@ class PriorityScheduler:
     Model calls cannot be interrupted once started, so the *order* is what keeps the important ones fast (e.g. a
     Whisper final never waits behind queued interims), and jobs cancelled while queued never run at all.
     Batched jobs (:meth:`submit_batched`) are formed when a slot frees: the most urgent job takes along the queued
-    jobs with the same runner and key, most urgent first, up to the runner's ``max_batch``.
+    jobs with the same runner and key, most urgent first, up to the runner's ``max_batch``. Jobs of priority
+    ``background`` or lower occupy at most ``slots - 1`` slots (when there are two or more), so one is always
+    free for more urgent work.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, background: int | None = None) -> None:
         self.slots = slots
+        self._background = background
+        self._background_slots = max(1, slots - 1)
         self._running = 0
+        self._running_background = 0
         self._heap: list[_Job] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._busy: Counter[int] = Counter()  # seconds of jobs run, by the priority of their most urgent item
+        self._items: Counter[int] = Counter()  # items run, by their own priority
+        self._sizes: Counter[int] = Counter()  # jobs run, by their number of items
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """What has run so far (for benchmarks and monitoring): seconds busy and items run per priority (by name
+        when it has one), and how many jobs had each batch size."""
+        name = PRIORITY_NAMES.get
+        with self._lock:
+            return {
+                "busy_seconds": {str(name(p, p)): round(s, 3) for p, s in sorted(self._busy.items())},
+                "items": {str(name(p, p)): n for p, n in sorted(self._items.items())},
+                "batch_sizes": {str(size): n for size, n in sorted(self._sizes.items())},
+            }
 
     @property
     def queued(self) -> int:
@@ -139,13 +164,19 @@ class PriorityScheduler:
             self._pump()
         return job.future
 
+    def _is_background(self, job: _Job) -> bool:
+        return self._background is not None and job.priority >= self._background
+
     def _pump(self) -> None:  # holds the lock
         while self._running < self.slots and self._heap:
+            if self._is_background(self._heap[0]) and self._running_background >= self._background_slots:
+                return  # everything queued is background (the heap's top is the most urgent)
             job = heapq.heappop(self._heap)
             if not job.future.set_running_or_notify_cancel():  # cancelled while queued
                 continue
             batch = [job] if job.runner is None else self._take_batch(job)
             self._running += 1
+            self._running_background += self._is_background(job)
             shared_executor().submit(self._run, batch)
 
     def _take_batch(self, lead: _Job) -> list[_Job]:  # holds the lock
@@ -163,8 +194,8 @@ class PriorityScheduler:
         return batch
 
     def _run(self, batch: list[_Job]) -> None:
+        lead, started = batch[0], time.perf_counter()
         try:
-            lead = batch[0]
             if lead.runner is None:
                 results = [lead.fn()]  # type: ignore[misc]
             else:
@@ -179,5 +210,9 @@ class PriorityScheduler:
                     job.future.set_exception(exc)
         finally:
             with self._lock:
+                self._busy[lead.priority] += time.perf_counter() - started
+                self._items.update(job.priority for job in batch)
+                self._sizes[len(batch)] += 1
                 self._running -= 1
+                self._running_background -= self._is_background(lead)
                 self._pump()

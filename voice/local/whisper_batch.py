@@ -52,6 +52,8 @@ class WhisperQueue:
         self._lock = threading.RLock()  # re-entered when a cancel runs a done-callback in this thread
         self._pending: dict[Future, _Pending] = {}
         self._interims: dict[Hashable, list[_Pending]] = {}
+        self.folded = 0  # interims answered by their call's final instead of being decoded
+        self.skipped = 0  # interims already running when their call's final came: decode skipped
 
     def __call__(self, requests: list[Request]) -> list[Decoded | None]:
         """Run a batch (called by the scheduler in a worker thread)."""
@@ -91,10 +93,12 @@ class WhisperQueue:
                 continue
             interim.source = final.own
             if interim.own.cancel():  # was queued: never runs; the final answers it
+                self.folded += 1
                 final.own.add_done_callback(lambda job, interim=interim: self._answer(interim, job))
             else:  # running (or just finished): it keeps its own result, but need not decode
                 interim.source = interim.own
                 if interim.request.stale is not None:
+                    self.skipped += 1
                     interim.request.stale.set()
 
     def _answer(self, pending: _Pending, job: Future) -> None:
