@@ -6,6 +6,7 @@
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -14,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from voice import TurnContext, VoiceAgent, create_app  # noqa: E402
 from voice.cli import DrainingServer  # noqa: E402
-from voice.local import PiperTTS, WhisperTranscriber  # noqa: E402
+from voice.local import PiperTTS, WhisperTranscriber, shared_scheduler  # noqa: E402
 
 
 LONG = (" Here is a longer answer, so that there is time to talk over me: the weather will stay mild all week, with"
@@ -32,12 +33,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8766)
     ap.add_argument("--naive", action="store_true")
+    ap.add_argument("--stats", help="on exit, write what the model queue ran to this JSON file")
     a = ap.parse_args()
     stt = WhisperTranscriber(early_transcribe_ms=None, end_silence_ms=600) if a.naive else WhisperTranscriber()
     app = create_app({"echo": Echo}, transcriber=stt, tts=PiperTTS(), webrtc=False,
                      db_path=os.path.join(tempfile.mkdtemp(), "bench.db"), max_connections_per_client=500)
     config = uvicorn.Config(app, host="127.0.0.1", port=a.port, log_level="warning")
     DrainingServer(config, app.state.voice).run()
+    if a.stats:
+        queue = stt._runtime.scheduler
+        with open(a.stats, "w") as f:
+            json.dump({**shared_scheduler().stats(), "interims_folded": queue.folded,
+                       "interim_decodes_skipped": queue.skipped}, f)
 
 
 if __name__ == "__main__":

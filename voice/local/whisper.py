@@ -46,13 +46,13 @@ from ..providers.base import (
     TranscriberSession,
     TurnResumed,
 )
-from ._pool import shared_executor
-from .whisper_model import CHUNK, RATE, Decoded, _load_runtime, _Runtime, is_hallucination, resolve_model_path
+from ._pool import STT_EARLY, STT_FINAL, STT_INTERIM, shared_executor
+from .whisper_model import CHUNK, RATE, Decoded, Request, _load_runtime, _Runtime, is_hallucination, resolve_model_path
 
 log = logging.getLogger("voice.whisper")
 
 CHUNK_MS = CHUNK * 1000 / RATE
-FINAL, EARLY, INTERIM = 0, 1, 2  # job priorities (lower runs first)
+FINAL, EARLY, INTERIM = STT_FINAL, STT_EARLY, STT_INTERIM  # job priorities (lower runs first), shared with Piper
 @dataclass(frozen=True)
 class WhisperSettings:
     """Endpointing and decoding knobs. Any field can be overridden per call via ``TranscriberOptions.extra``."""
@@ -72,7 +72,6 @@ class WhisperSettings:
     stall_timeout_ms: int = 1000  # wall-clock fallback: end a pausing turn if no audio arrives for this long
     eager_final: bool = True  # announce the early transcription as an EagerFinal (the reply starts speculatively)
     beam_size: int = 1  # beam 5 measured: same WER on clean speech, -1 word in 20 noisy sentences, +50 ms/call
-    final_window_s: float | None = 5.0  # encoder window beyond the clip for finals: WER as the full 30 s, 3x faster
 
 
 class WhisperTranscriber(Transcriber):
@@ -101,7 +100,7 @@ class WhisperTranscriber(Transcriber):
         """Load the model and run one short decode, so the first real call pays no start-up cost."""
         runtime = await self._ensure_loaded()
         noise = (np.random.default_rng(0).standard_normal(RATE // 2) * 300).astype("<i2").tobytes()
-        job = runtime.scheduler.submit(FINAL, lambda: runtime.transcribe(noise, self.language, 1, None))
+        job = runtime.scheduler.submit(FINAL, Request(noise, self.language))
         await asyncio.wrap_future(job)
 
     async def create_session(self, options: TranscriberOptions) -> TranscriberSession:
@@ -221,7 +220,7 @@ class WhisperSession(TranscriberSession):
                 s.early_transcribe_ms is not None and utt.early is None and silence_ms >= s.early_transcribe_ms
                 and utt.voiced * 1000 / RATE >= s.min_speech_ms
             ):
-                utt.early = self._submit(EARLY, bytes(utt.audio), s.final_window_s)
+                utt.early = self._submit(EARLY, bytes(utt.audio), None)
                 if s.eager_final:
                     utt.early.add_done_callback(functools.partial(self._eager, utt))
             # Sound that Silero is not yet sure about may be speech resuming (its onset lags a chunk or two):
@@ -260,7 +259,7 @@ class WhisperSession(TranscriberSession):
             return
         job = utt.early
         if job is None:
-            job = self._submit(FINAL, bytes(utt.audio), self._s.final_window_s)
+            job = self._submit(FINAL, bytes(utt.audio), None)
         else:
             self._rt.scheduler.promote(job._voice_cf, FINAL)  # type: ignore[attr-defined]
         self._finals.append((utt, job))
@@ -316,7 +315,7 @@ class WhisperSession(TranscriberSession):
 
     def _submit(self, priority: int, pcm: bytes, window_s: float | None) -> asyncio.Future:
         rt, language, beam, stale = self._rt, self._language, self._s.beam_size, threading.Event()
-        cf = rt.scheduler.submit(priority, lambda: rt.transcribe(pcm, language, beam, window_s, stale))
+        cf = rt.scheduler.submit(priority, Request(pcm, language, beam, window_s, stale), owner=self)
         job = asyncio.wrap_future(cf, loop=self._loop)
         job._voice_cf, job._voice_stale = cf, stale  # type: ignore[attr-defined]  # to cancel/promote it
         self._jobs.add(job)
