@@ -47,3 +47,22 @@ def lsd_db(reference: np.ndarray, degraded: np.ndarray, frame: int = 512, floor_
     eps = full_scale * 1e-10  # -100 dB: silence in one spectrum must not count as infinite distance
     diff = 10 * np.log10((ref[loud] + eps) / (deg[loud] + eps))
     return float(np.mean(np.sqrt(np.mean(diff**2, axis=1))))
+
+
+def align_chunks(chunks: list[bytes], degraded: bytes, slack: int = RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Find each reference chunk, in order, in ``degraded`` (a stream that may hold extra silence before and
+    between them, e.g. where the sender paused); the matched stretches, concatenated, as equal-length arrays."""
+    refs, degs = [], []
+    cursor = 0
+    for chunk in chunks:
+        window = degraded[cursor * 2 : (cursor + len(chunk) // 2 + slack) * 2]
+        ref, deg, lag = align(chunk, window, slack)
+        refs.append(ref)
+        degs.append(deg)
+        cursor += lag + deg.size
+    return np.concatenate(refs), np.concatenate(degs)
+
+
+def level_db(reference: np.ndarray, degraded: np.ndarray) -> float:
+    """How much louder (dB) ``degraded`` is than ``reference``."""
+    return float(10 * np.log10(float(np.sum(degraded**2)) / max(float(np.sum(reference**2)), 1e-9)))
