@@ -12,11 +12,13 @@ Signaling is one HTTP round trip, no trickle ICE::
 
 Query parameters of the POST reach the agent as ``call.query`` (``_pk`` becomes the call id), as on the WebSocket.
 
-* **Audio in**: the client's microphone track (Opus, 48 kHz) is decoded, mixed to mono, resampled to 16 kHz
-  (streaming soxr) and fed to the call. Only the first audio track is used.
-* **Audio out**: the server adds one audio track (20 ms frames, 48 kHz, paced in real time, silence when idle).
-  What was heard comes from the track itself, so barge-in stores exactly the heard text; no ``playback_ack`` is
-  needed (acks are accepted and ignored).
+* **Audio in**: the client's microphone track (Opus) is decoded by libopus straight to 16 kHz mono and fed to the
+  call (:mod:`voice.webrtc_codec`); with ``direct_opus=False`` aiortc decodes it to 48 kHz stereo and we mix down
+  and resample. Only the first audio track is used.
+* **Audio out**: the server adds one audio track (48 kHz, paced in real time): mono Opus, 64 kbps, 60 ms packets,
+  encoded once, nothing sent while the agent is silent (``direct_opus=False``: aiortc encodes 20 ms stereo
+  frames, silence included). What was heard comes from the track itself, so barge-in stores exactly the heard
+  text; no ``playback_ack`` is needed (acks are accepted and ignored).
 * **Data channel** labelled ``voice`` (created by the client): the JSON messages of docs/protocol.md, both ways, one
   message per data-channel message (strings; binary messages are refused with ``bad_message``). When it opens the
   server sends ``welcome`` and ``status: idle``; the call starts with ``start_call`` as on the WebSocket — or at
