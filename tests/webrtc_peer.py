@@ -2,7 +2,7 @@
 
 It sends a microphone track that plays queued 16 kHz PCM in real time (silence in between), opens the ``voice``
 data channel, POSTs the offer to ``/agents/{agent}/{instance}/webrtc``, records every JSON message and the agent's
-audio (converted back to 16 kHz mono, with arrival times).
+audio (converted back to 16 kHz mono, with arrival times; silence where the sender paused).
 
 On loopback aioice skips 127.0.0.1 when gathering host candidates, so peers on one machine never connect:
 :func:`use_loopback_ice` patches ``aioice.ice.get_host_addresses`` to offer 127.0.0.1 only.
@@ -120,7 +120,7 @@ class WebRTCTestPeer:
         self.mic = SpeechTrack() if send_audio else None
         self.channel: Any = None
         self.messages: list[tuple[float, dict]] = []
-        self.audio: list[tuple[float, bytes]] = []  # (arrival time, 16 kHz mono PCM of one 20 ms frame)
+        self.audio: list[tuple[float, bytes]] = []  # (arrival time, 16 kHz mono PCM of one frame or pause)
         self.closed_message: dict | None = None
         self._new = asyncio.Event()
         self._reader: asyncio.Task | None = None
@@ -167,6 +167,7 @@ class WebRTCTestPeer:
 
     async def _read(self, track: Any) -> None:
         resampler = StreamResampler(RATE, 16_000)
+        expected: int | None = None  # RTP time (48 kHz) where the next frame should start
         while True:
             try:
                 frame = await track.recv()
@@ -175,6 +176,9 @@ class WebRTCTestPeer:
             self.frames_received += 1
             if not self.keep_audio:
                 continue
+            if expected is not None and frame.pts > expected:  # the sender paused (DTX): a browser plays silence
+                self.audio.append((time.monotonic(), bytes(2 * ((frame.pts - expected) // 3))))
+            expected = frame.pts + frame.samples
             pcm = frame_to_mono(frame).tobytes()
             if frame.sample_rate != RATE:
                 pcm = resample(pcm, frame.sample_rate, RATE)

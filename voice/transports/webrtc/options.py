@@ -66,6 +66,7 @@ class WebRTCOptions:
     connect_timeout: float = 20.0  # answer sent but no connection after this → torn down
     media_timeout: float = 5.0  # incoming audio stopped for this long → the peer is gone
     close_grace: float = 1.0  # how long a closing message may take to leave
+    direct_opus: bool = True  # encode/decode Opus ourselves (codec.py); False: aiortc's codec path
 
 
 class OfferError(ValueError):

@@ -62,13 +62,16 @@ def mount_webrtc(
     ice_servers: Iterable[Any] | str | None = None,
     connect_timeout: float = 20.0,
     media_timeout: float = 5.0,
+    direct_opus: bool | None = None,
 ) -> bool:
     """Add ``POST``/``GET /agents/{agent}/{instance}/webrtc`` (see the module doc) to ``server.router``.
 
     ``server``: a :class:`~voice.server.VoiceServer` (before ``server.router`` is included in an app) or an app
     made by :func:`voice.create_app`. ``max_peers``: concurrent peer connections in this process (default
     ``VOICE_WEBRTC_MAX_PEERS`` or 25, about what one core carries: see BENCHMARKS.md). ``ice_servers``: STUN/TURN
-    servers (default ``VOICE_ICE_SERVERS``, JSON).
+    servers (default ``VOICE_ICE_SERVERS``, JSON). ``direct_opus``: encode the agent's voice once as mono Opus and
+    decode the caller's straight to 16 kHz with libopus, bypassing aiortc's codecs (default
+    ``VOICE_WEBRTC_DIRECT_OPUS`` or on; ``0`` turns it off).
     The gateway is kept as ``server.webrtc``; its connections are closed when the runtime stops.
     Returns False (routes answer 501) when aiortc is not installed.
     """
@@ -79,8 +82,11 @@ def mount_webrtc(
         raise ValueError("max_peers must be at least 1")
     if ice_servers is None:
         ice_servers = os.environ.get("VOICE_ICE_SERVERS")
+    if direct_opus is None:
+        direct_opus = os.environ.get("VOICE_WEBRTC_DIRECT_OPUS", "1").strip().lower() not in ("0", "false", "no", "off")
     options = WebRTCOptions(
         max_peers=max_peers,
+        direct_opus=direct_opus,
         ice_servers=tuple(parse_ice_servers(ice_servers)),
         connect_timeout=connect_timeout,
         media_timeout=media_timeout,

@@ -19,6 +19,7 @@ from ..._aio import TaskSet
 from ...agent import BaseAgent
 from ...engine import Call, Peer, Runtime
 from ..session import Connection
+from .codec import DirectOpusInput, OpusAgentTrack, OpusOutput, available, negotiated_opus, tap_receiver
 from .media import AgentAudioTrack, WebRTCOutput, read_track
 from .options import OfferError, WebRTCOptions
 
@@ -91,8 +92,15 @@ class WebRTCSession:
         self.last_media: float | None = None  # monotonic time of the last incoming audio frame
         ice = [RTCIceServer(**server) for server in options.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice or None))
-        self.output = WebRTCOutput()
-        self.track: AgentAudioTrack = AgentAudioTrack(self.output)
+        # our own Opus path (codec.py) unless turned off or libopus is missing: aiortc's otherwise
+        self.direct_opus = options.direct_opus and available()
+        if self.direct_opus:
+            self.output: WebRTCOutput = OpusOutput()
+            self.track: AgentAudioTrack = OpusAgentTrack(self.output)
+        else:
+            self.output = WebRTCOutput()
+            self.track = AgentAudioTrack(self.output)
+        self.audio_in: DirectOpusInput | None = None  # the caller's Opus, decoded without aiortc's decoder
         self.peer = WebRTCPeer(self, self.output)
         self.connection = Connection(runtime, self.peer, query=query, principal=principal)
         self.reason = ""
@@ -140,11 +148,15 @@ class WebRTCSession:
         if not transceivers and self.pc.sctp is None:
             raise OfferError("the offer has no audio track and no data channel")
         if transceivers:
+            if self.direct_opus:
+                self.audio_in = tap_receiver(transceivers[0].receiver, self.connection.receive_audio, self._on_media)
             self.pc.addTrack(self.track)
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # noqa: BLE001 - e.g. no codec in common
             raise OfferError(f"no answer to this offer: {type(exc).__name__}: {exc}"[:300]) from None
+        if isinstance(self.track, OpusAgentTrack) and negotiated_opus(self.pc.localDescription.sdp):
+            self.track.use_opus()
         if transceivers and transceivers[0].currentDirection in ("sendrecv", "sendonly"):
             self.output.attach()
         else:

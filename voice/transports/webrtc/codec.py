@@ -1,0 +1,242 @@
+"""The WebRTC transport's own Opus path (the codec: :mod:`voice.transports.webrtc.opus`): what makes WebRTC cheap.
+
+Outgoing, :class:`OpusAgentTrack` encodes the agent's audio once, mono, at :data:`BITRATE`, in :data:`PACKET_MS`
+packets, on the event loop, and hands aiortc's RTP sender ready ``av.Packet`` objects, which it packetizes without
+decoding or encoding anything (aiortc otherwise upmixes every 20 ms frame to stereo and encodes it at 96 kbps in a
+worker thread, silence included). Silence costs nothing: after the agent stops, the encoder runs on zeros until
+it produces its digital-silence packet (look-ahead flushed, state at rest, so the listener's decoder is at rest
+too and the next words start clean), then the track sends nothing until there is audio again; the RTP timestamps
+jump over the pause, as with Opus DTX, and browsers play silence. What was heard is accounted exactly as before:
+the track takes the frames from :class:`~voice.transports.webrtc.media.WebRTCOutput` when it sends them, and ``clear()``
+drops the rest.
+
+Incoming, :func:`tap_receiver` puts a :class:`DirectOpusInput` in place of the queue through which an aiortc
+``RTCRtpReceiver`` hands encoded frames to its decoder thread: Opus frames are decoded right there, straight to
+16 kHz mono (libopus resamples and mixes down inside the codec), and fed to the call, instead of a 48 kHz stereo
+decode in a thread, a hop back to the loop per frame, a mixdown and a 48→16 kHz resampler. Frames in any other
+codec still go to aiortc's decoder thread and arrive through the track as before.
+
+That queue is a private attribute of aiortc's receiver (``RTCRtpReceiver.__decoder_queue``, aiortc 1.9 to 1.16):
+:func:`tap_receiver` checks it is what it expects and returns None otherwise, leaving aiortc's path in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import functools
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, Packet
+
+from ...audio import ENGINE_RATE, AudioChunk
+from .media import FRAME_SAMPLES, MAX_LAG, RATE, AgentAudioTrack, WebRTCOutput
+from .opus import OpusDecoder, OpusEncoder, OpusError, libopus
+
+log = logging.getLogger("voice.webrtc")
+
+BITRATE = 64_000  # mono CELT: PESQ-WB 4.46 on Piper speech, against 4.58 for aiortc's 96 kbps stereo (BENCHMARKS.md)
+COMPLEXITY = 3  # 4.48 at 5, for a fifth more CPU; SILK/hybrid ("voip") costs three times as much at 32 kbps
+APPLICATION = "audio"
+PACKET_MS = 60  # one packet (three 20 ms CELT frames) per 60 ms: a third of aiortc's per-packet Python work
+SETTLE_FRAMES = 50  # most zero frames encoded after speech before the silence packet is used regardless
+TIME_BASE = fractions.Fraction(1, RATE)
+_RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_THREAD = "_RTCRtpReceiver__decoder_thread"
+
+
+def available() -> bool:
+    """Whether libopus can be used directly (else aiortc's codec path is the only one)."""
+    return libopus() is not None
+
+
+def new_encoder() -> OpusEncoder:
+    """An encoder for one call's agent audio: 48 kHz mono."""
+    return OpusEncoder(RATE, 1, BITRATE, COMPLEXITY, APPLICATION)
+
+
+@functools.lru_cache(maxsize=1)
+def silence_packet() -> bytes:
+    """The packet the encoder settles on for digital silence: feed it zeros until two packets are the same."""
+    encoder = new_encoder()
+    zeros = bytes(PACKET_MS * RATE // 1000 * 2)
+    packet = encoder.encode(zeros)
+    for _ in range(SETTLE_FRAMES):
+        previous, packet = packet, encoder.encode(zeros)
+        if packet == previous:
+            break
+    return packet
+
+
+class OpusOutput(WebRTCOutput):
+    """:class:`~voice.transports.webrtc.media.WebRTCOutput` that wakes its track when audio is queued: the track sends
+    nothing while there is nothing to say."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued = asyncio.Event()
+
+    def pending(self) -> bool:
+        """Whether there is audio to send now (queued and not paused)."""
+        return not self._paused and self.queued_samples() > 0
+
+    async def write(self, chunk: AudioChunk) -> None:
+        """Queue audio and wake the track."""
+        await super().write(chunk)
+        if self.queued_samples():
+            self.queued.set()
+
+    def resume(self) -> None:
+        """Play on, waking the track (it sent nothing while paused)."""
+        super().resume()
+        self.queued.set()
+
+
+class OpusAgentTrack(AgentAudioTrack):
+    """The agent's track, already Opus-encoded: once :meth:`use_opus` was called (the answer settled on Opus),
+    ``recv()`` returns an ``av.Packet`` of :data:`PACKET_MS` every :data:`PACKET_MS` while the agent speaks, and
+    nothing at all while it is silent (the RTP timestamps jump over the pause, as with Opus DTX); raw frames for
+    aiortc to encode before that or without it."""
+
+    def __init__(self, output: OpusOutput, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(output, clock)
+        self.output: OpusOutput = output
+        self.encoder: OpusEncoder | None = None
+        self._silence = b""
+        self._settling = 0  # zero frames still to encode before the encoder is at rest
+        self._sent = 0  # duration of the last packet (samples)
+        self.packets = 0  # counters, for tests and benchmarks
+        self.encoded_frames = 0
+        self.late_packets = 0  # sent more than a packet's duration after their time (the loop is overloaded)
+
+    def use_opus(self) -> None:
+        """Send Opus packets from now on (the negotiated codec is Opus)."""
+        self.encoder = new_encoder()
+        self._silence = silence_packet()
+
+    async def recv(self) -> AudioFrame | Packet:  # type: ignore[override]  # aiortc's sender takes both
+        """The next packet when its time comes (raw frames until :meth:`use_opus`)."""
+        if self.encoder is None:
+            return await super().recv()
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = self.clock()
+        self._pts += self._sent
+        if not self._settling and not self.output.pending():
+            await self._until_audio()
+        wait = self._start + self._pts / RATE - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            if self.readyState != "live":
+                raise MediaStreamError
+        elif wait < -MAX_LAG:
+            self._start -= wait
+        if wait < -PACKET_MS / 1000:
+            self.late_packets += 1
+        return self._packet()
+
+    async def _until_audio(self) -> None:
+        """Sleep until audio is queued, then continue the timeline at the present moment."""
+        output = self.output
+        while not output.pending():
+            output.queued.clear()
+            await output.queued.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
+        assert self._start is not None
+        elapsed = int((self.clock() - self._start) * RATE)
+        self._pts = max(self._pts, elapsed - elapsed % FRAME_SAMPLES)
+
+    def _packet(self) -> Packet:
+        encoder = self.encoder
+        assert encoder is not None
+        frames = []
+        audio = False
+        for _ in range(PACKET_MS // 20):
+            data, has_audio = self.output.take_frame()
+            frames.append(data)
+            audio = audio or has_audio
+        pcm = b"".join(frames)
+        payload = encoder.encode(pcm)
+        self.encoded_frames += len(frames)
+        if audio:
+            self._settling = SETTLE_FRAMES
+        else:
+            self._settling = 0 if payload == self._silence else max(0, self._settling - len(frames))
+        self._sent = len(frames) * FRAME_SAMPLES
+        self.packets += 1
+        packet = Packet(payload)
+        packet.pts = self._pts
+        packet.time_base = TIME_BASE
+        return packet
+
+    def stop(self) -> None:
+        """End the track (a waiting ``recv()`` sees it)."""
+        super().stop()
+        self.output.queued.set()  # wakes a recv() waiting for audio, which then sees the track ended
+
+
+class DirectOpusInput(queue.Queue):
+    """Stands in for an ``RTCRtpReceiver``'s decoder queue: decodes Opus on the spot to 16 kHz mono for
+    ``on_pcm``; ``None`` (the receiver stopping) and frames of other codecs go on to aiortc's decoder thread."""
+
+    def __init__(self, on_pcm: Callable[[bytes], None], on_frame: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.on_pcm = on_pcm
+        self.on_frame = on_frame
+        self.decoder = OpusDecoder(ENGINE_RATE, 1)
+        self.decoded_frames = 0
+        self.errors = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """An encoded frame from the receiver: decoded here if it is Opus."""
+        if item is None or item[0].name.lower() != "opus":
+            super().put(item, block, timeout)
+            return
+        if self.on_frame is not None:
+            self.on_frame()
+        try:
+            pcm = self.decoder.decode(item[1].data)
+        except OpusError as exc:
+            self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                log.warning("undecodable Opus frame from the peer (%d so far): %s", self.errors, exc)
+            return
+        self.decoded_frames += 1
+        try:
+            self.on_pcm(pcm)
+        except Exception:  # this runs inside aiortc's packet handling, which must go on
+            log.exception("handling the peer's audio failed")
+
+
+def tap_receiver(
+    receiver: Any, on_pcm: Callable[[bytes], None], on_frame: Callable[[], None] | None = None
+) -> DirectOpusInput | None:
+    """Decode ``receiver``'s Opus frames directly (see the module doc). Must run before the receiver starts
+    (before the connection is up); returns the tap, or None if this aiortc does not look as expected."""
+    if not available():
+        return None
+    current = getattr(receiver, _RECEIVER_QUEUE, None)
+    if type(current) is not queue.Queue or not current.empty() or getattr(receiver, _RECEIVER_THREAD, 1) is not None:
+        log.warning("aiortc's RTCRtpReceiver is not as expected: the caller's audio takes aiortc's decoder")
+        return None
+    tap = DirectOpusInput(on_pcm, on_frame)
+    setattr(receiver, _RECEIVER_QUEUE, tap)
+    return tap
+
+
+def negotiated_opus(sdp: str) -> bool:
+    """Whether the first audio section of a local description sends Opus at 48 kHz (what aiortc's sender uses)."""
+    from aiortc.sdp import SessionDescription
+
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == "audio":
+            codecs = media.rtp.codecs
+            return bool(codecs) and codecs[0].mimeType.lower() == "audio/opus" and codecs[0].clockRate == RATE
+    return False
