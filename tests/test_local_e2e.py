@@ -120,7 +120,10 @@ async def test_barge_in_with_real_speech_interrupts_fast_and_keeps_the_heard_par
     onset = await stream(c, piper_speech("wait stop"))  # speech onset = first frame sent
     interrupt = await c.wait_for("playback_interrupt", after=mark, timeout=5)
     t_interrupt = next(t for t, m in c.messages[mark:] if m is interrupt)
-    assert t_interrupt - onset <= 0.4, t_interrupt - onset
+    # the client stops playing at the first of playback_pause (maybe an acknowledgement) and playback_interrupt
+    t_quiet = next(t for t, m in c.messages[mark:] if m.get("type") in ("playback_pause", "playback_interrupt"))
+    assert t_quiet - onset <= 0.4, t_quiet - onset
+    assert t_interrupt - onset <= 1.0, t_interrupt - onset  # "wait stop" is an interruption, not an "mhm"
     await keep_streaming_silence(c, 1.5)
     msgs = await history(server, "story", "e2e-barge")
     story = [m for m in msgs if m["role"] == "assistant"][0]

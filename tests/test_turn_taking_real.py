@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.harness import LiveServer
 from tests.speech_call import run_injected_case, run_stream_case
@@ -25,7 +26,7 @@ class Echo(VoiceAgent):
         return f"You said: {transcript}" + (LONG if ctx.call.query.get("long") else "")
 
 
-@pytest.fixture(scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(tmp_path_factory):
     app = create_app({"echo": Echo}, transcriber=WhisperTranscriber(), tts=PiperTTS(deterministic=True), webrtc=False,
                      db_path=str(tmp_path_factory.mktemp("turns") / "v.db"))

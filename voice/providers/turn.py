@@ -21,6 +21,12 @@ UNFINISHED_ENDINGS = frozenset(
 UNSURE_ENDINGS = frozenset("in on at about into onto like as that so then well".split())
 #: a whole utterance of one of these is a start, not a turn
 OPENERS = frozenset("so well and but or i um uh er erm okay so um like hmm".split())
+#: a whole utterance of one of these usually prefaces more ("Stop, tell me a story instead"; "Wait, what about…")
+INTERJECTIONS = frozenset(
+    tuple(phrase.split())
+    for phrase in ("stop", "wait", "hey", "actually", "sorry", "listen", "hold on", "hang on", "excuse me",
+                   "one moment", "one second")
+)
 SURELY_UNFINISHED = 0.1
 PROBABLY_UNFINISHED = 0.3
 _WORD = re.compile(r"[a-z0-9']+")
@@ -68,6 +74,8 @@ def score_text(text: str) -> float | None:
     last = tokens[-1]
     if len(tokens) == 1 and last in OPENERS:
         return SURELY_UNFINISHED
+    if tuple(tokens) in INTERJECTIONS:
+        return PROBABLY_UNFINISHED
     if last in UNFINISHED_ENDINGS:
         return PROBABLY_UNFINISHED if stripped.endswith("?") and last in STRANDABLE else SURELY_UNFINISHED
     if last in UNSURE_ENDINGS:
