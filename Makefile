@@ -51,7 +51,7 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/lint-imports --no-cache
 
 test: system-test $(VENV)/.test-installed tests/js/node_modules/.installed lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 bench: $(VENV)/.test-installed
 	$(PY) bench/overhead.py

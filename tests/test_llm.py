@@ -81,7 +81,7 @@ async def test_history_reaches_the_model_on_the_next_turn(tmp_path, fake):
 
 
 async def test_an_interruption_closes_the_http_stream(tmp_path, fake):
-    long_answer = "Here is a long story for you. " + " ".join(f"word{i}" for i in range(40)) + "."
+    long_answer = "Here is a long story for you. " + " ".join(f"word{i}" for i in range(80)) + "."
     fake.queue(text_reply(long_answer, delay=0.1))
     async with voice_server(tmp_path, fake) as srv:
         c = await connect(srv, "plain", "i1")
@@ -99,7 +99,7 @@ async def test_an_interruption_closes_the_http_stream(tmp_path, fake):
             await asyncio.sleep(0.02)
         assert request.disconnected_at is not None, "the server never saw the client hang up"
         assert request.disconnected_at - t_barge < 0.5  # the model stops generating when the reply ends
-        assert not request.finished and request.chunks_sent < 30  # it stopped generating
+        assert not request.finished and request.chunks_sent < 60  # of ~90: it stopped generating
         sent = request.chunks_sent
         await asyncio.sleep(0.4)
         assert request.chunks_sent == sent

@@ -68,7 +68,8 @@ async def test_a_voice_turn_draws_an_ordered_waterfall_with_the_turns_numbers(se
         rows = answer["rows"]
         assert [r["key"] for r in rows] == ["stt_ms", "first_text_from_speech_ms", "voice_to_voice_ms"]
         stt, text, audio = (r["ms"] for r in rows)
-        assert 0 < stt <= text <= audio, rows  # ordered
+        # ordered, except that the reply may start (held) on the early transcript, before the final one
+        assert 0 < stt <= audio and 0 < text <= audio, rows
         assert stt < 5000 and audio < 10_000, rows  # plausible for Whisper tiny + Piper on this machine
         for r in rows:
             assert r["shown"] == f"{r['ms']} ms"
@@ -77,7 +78,7 @@ async def test_a_voice_turn_draws_an_ordered_waterfall_with_the_turns_numbers(se
             stt, text, audio), "the waterfall shows the turn's metrics message"
         # bars: each starts where the previous mark ended, the last one reaches the end of the axis
         assert rows[0]["left"] == 0
-        assert abs(rows[1]["left"] - 100 * stt / audio) < 0.01
+        assert abs(rows[1]["left"] - 100 * min(stt, text) / audio) < 0.01
         assert abs(rows[2]["left"] + rows[2]["width"] - 100) < 0.01
         assert answer["label"] == (
             f"Latency from end of speech: Transcript {stt} ms, First text {text} ms, First audio {audio} ms")

@@ -170,8 +170,8 @@ class _Runtime:
         for i, result in zip(live, generated, strict=True):
             tokens = result.sequences_ids[0][: budgets[i] - len(prompt)]
             text = _clean(tok.decode(tokens))
-            if requests[i].window_s is not None or len(tokens) + len(prompt) >= budgets[i]:  # short window, or
-                text = _collapse_repeats(text)  # stopped by the cap: a loop is likely
+            # a window shorter than Whisper's 30 s, or the length cap, makes a loop likely ("How many? How many?")
+            text = _collapse_repeats(text)
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             results[i] = Decoded(text, float(result.no_speech_prob), float(avg_logprob))
         return results
