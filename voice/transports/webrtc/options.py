@@ -61,7 +61,7 @@ def parse_ice_servers(value: Any) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class WebRTCOptions:
     """How WebRTC peers are served."""
-    max_peers: int = 25  # concurrent peer connections per process; more → 503
+    max_peers: int = 50  # concurrent peer connections per process; more → 503
     ice_servers: tuple[dict[str, Any], ...] = ()
     connect_timeout: float = 20.0  # answer sent but no connection after this → torn down
     media_timeout: float = 5.0  # incoming audio stopped for this long → the peer is gone

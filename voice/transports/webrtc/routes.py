@@ -68,7 +68,7 @@ def mount_webrtc(
 
     ``server``: a :class:`~voice.server.VoiceServer` (before ``server.router`` is included in an app) or an app
     made by :func:`voice.create_app`. ``max_peers``: concurrent peer connections in this process (default
-    ``VOICE_WEBRTC_MAX_PEERS`` or 25, about what one core carries: see BENCHMARKS.md). ``ice_servers``: STUN/TURN
+    ``VOICE_WEBRTC_MAX_PEERS`` or 50, what one core carries with headroom: see BENCHMARKS.md). ``ice_servers``: STUN/TURN
     servers (default ``VOICE_ICE_SERVERS``, JSON). ``direct_opus``: encode the agent's voice once as mono Opus and
     decode the caller's straight to 16 kHz with libopus, bypassing aiortc's codecs (default
     ``VOICE_WEBRTC_DIRECT_OPUS`` or on; ``0`` turns it off).
@@ -77,7 +77,7 @@ def mount_webrtc(
     """
     voice_server, router = mount_target(server, "mount_webrtc")
     if max_peers is None:
-        max_peers = int(os.environ.get("VOICE_WEBRTC_MAX_PEERS") or 25)
+        max_peers = int(os.environ.get("VOICE_WEBRTC_MAX_PEERS") or 50)
     if max_peers < 1:
         raise ValueError("max_peers must be at least 1")
     if ice_servers is None:
