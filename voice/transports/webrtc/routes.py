@@ -68,9 +68,9 @@ def mount_webrtc(
 
     ``server``: a :class:`~voice.server.VoiceServer` (before ``server.router`` is included in an app) or an app
     made by :func:`voice.create_app`. ``max_peers``: concurrent peer connections in this process (default
-    ``VOICE_WEBRTC_MAX_PEERS`` or 50, what one core carries with headroom: see BENCHMARKS.md). ``ice_servers``: STUN/TURN
-    servers (default ``VOICE_ICE_SERVERS``, JSON). ``direct_opus``: encode the agent's voice once as mono Opus and
-    decode the caller's straight to 16 kHz with libopus, bypassing aiortc's codecs (default
+    ``VOICE_WEBRTC_MAX_PEERS`` or 50, what one core carries with headroom: see BENCHMARKS.md). ``ice_servers``:
+    STUN/TURN servers (default ``VOICE_ICE_SERVERS``, JSON). ``direct_opus``: encode the agent's voice once as
+    mono Opus and decode the caller's straight to 16 kHz with libopus, bypassing aiortc's codecs (default
     ``VOICE_WEBRTC_DIRECT_OPUS`` or on; ``0`` turns it off).
     The gateway is kept as ``server.webrtc``; its connections are closed when the runtime stops.
     Returns False (routes answer 501) when aiortc is not installed.
