@@ -1,7 +1,7 @@
 """Does a final's shorter encoder window change what Whisper hears? 48 Piper-spoken sentences (one word to
 twenty), clean or with white noise (``--conditions``), each cut at several offsets (``--offsets``: extra pre-roll
 in ms, as the VAD's 32 ms chunks fall differently on every turn), transcribed as finals with the encoder window
-``voice.local.whisper_model.window_seconds`` gives for each minimum (``--floors``; 30 is the full window Whisper
+``voice.local.whisper_request.window_seconds`` gives for each minimum (``--floors``; 30 is the full window Whisper
 was trained on, main's final). Prints WER per condition and floor, how many clips came out better or worse than
 with 30 s, and the CPU per clip.
 
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.speech import noise, normalize, piper_speech, silence, wer
-from voice.local import whisper_model
+from voice.local import whisper_request
 from voice.local.whisper_model import Request, _load_runtime, resolve_model_path
 
 SENTENCES = [
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "window_wer.jsonl"))
     a = ap.parse_args()
     runtime = _load_runtime(resolve_model_path())
-    floor = whisper_model.FINAL_MIN_WINDOW_S
+    floor = whisper_request.FINAL_MIN_WINDOW_S
     rows = []
     try:
         for condition in a.conditions:
@@ -88,7 +88,7 @@ def main() -> None:
             refs = SENTENCES * len(a.offsets)
             texts: dict[int, list[str]] = {}
             for f in a.floors:
-                whisper_model.FINAL_MIN_WINDOW_S = f
+                whisper_request.FINAL_MIN_WINDOW_S = f
                 cpu = time.process_time()
                 texts[f] = [runtime.transcribe_batch([Request(pcm, "en")])[0].text for pcm in audio]
                 cpu = time.process_time() - cpu
@@ -104,7 +104,7 @@ def main() -> None:
                 })
                 print(json.dumps(rows[-1]), flush=True)
     finally:
-        whisper_model.FINAL_MIN_WINDOW_S = floor
+        whisper_request.FINAL_MIN_WINDOW_S = floor
     with open(a.out, "a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
 

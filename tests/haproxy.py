@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
@@ -105,12 +105,7 @@ class HAProxy:
     def stop(self) -> None:
         """Stop HAProxy (closing every connection) and remove its files."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_process(self._proc)
             self._proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)

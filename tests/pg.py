@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process
 
 PG_BIN = Path(os.environ.get("VOICE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PACKAGE = "postgresql-15"
@@ -104,12 +104,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Fast shutdown, then remove the data directory."""
         if self._proc is not None:
-            self._proc.send_signal(signal.SIGINT)  # "fast" shutdown: disconnects clients, no waiting for them
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_process(self._proc, signal.SIGINT, 10)  # "fast" shutdown: disconnects clients, no waiting for them
             self._proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)

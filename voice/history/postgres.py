@@ -30,6 +30,8 @@ import asyncpg
 
 from .._aio import log
 from .bus import Bus
+from .pg_errors import CONNECTION_LOST
+from .postgres_bus import PostgresBus
 from .store import Message, Schedule, Store
 
 T = TypeVar("T")
@@ -72,14 +74,6 @@ SCHEDULE_FIELDS = (
 )
 MESSAGE_FIELDS = f"id, role, content, interrupted, {EPOCH.format('created_at')} AS created_at, meta"
 
-#: the server went away or refused us: the connection is unusable, a fresh one may work
-CONNECTION_LOST: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
-)
 
 
 def _schedule(row: asyncpg.Record) -> Schedule:
@@ -153,8 +147,6 @@ class PostgresStore(Store):
 
     def bus(self) -> Bus:
         """A :class:`~voice.history.postgres_bus.PostgresBus` on the same database."""
-        from .postgres_bus import PostgresBus  # it imports this module
-
         return PostgresBus(self.dsn)
 
     async def close(self) -> None:

