@@ -66,6 +66,17 @@ async def history(cluster: Cluster, instance: str) -> list[dict]:
     return response.json()["messages"]
 
 
+async def stored_as(cluster: Cluster, instance: str, want, timeout: float = 5.0) -> None:
+    """Wait until the instance's stored contents equal ``want`` (a list) or satisfy it (a predicate)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        contents = [m["content"] for m in await history(cluster, instance)]
+        if (want(contents) if callable(want) else contents == want) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert want(contents) if callable(want) else contents == want, contents
+
+
 async def turn(client: Client, text: str, typed: bool = False) -> dict:
     mark = client.mark()
     await client.send({"type": "text_message", "text": text} if typed else fake_speech_frame("final", text))
@@ -102,7 +113,9 @@ async def test_a_killed_process_loses_no_completed_turn_and_its_calls_go_on(clus
     said = ["first thing", "second thing", "third thing"]
     for text in said:
         assert (await turn(client, text))["text"] == f"Done: {text}."
-        await asyncio.sleep(0.2)  # the user hears the reply out (~0.05 s of audio), its history write lands
+        await asyncio.sleep(0.2)  # the user hears the reply out (~0.05 s of audio)
+    expected = [c for text in said for c in (text, f"Done: {text}.")]
+    await stored_as(group, "alice", expected)  # the turns are complete: heard and stored
     victim = await group.serving("alice")
     sigkill(victim)
     await victim.wait_exit()
@@ -110,7 +123,6 @@ async def test_a_killed_process_loses_no_completed_turn_and_its_calls_go_on(clus
 
     again = await connect(url)  # through the balancer, to a survivor
     assert (await group.serving("alice")) is not victim
-    expected = [c for text in said for c in (text, f"Done: {text}.")]
     stored = await history(group, "alice")
     assert [m["content"] for m in stored] == expected, stored
     await again.start_call()
@@ -134,7 +146,8 @@ async def test_speak_all_reaches_the_instance_on_every_process_and_is_stored_onc
     await a.send({"type": "text_message", "text": "announce fire drill"})
     for c, mark in ((a, mark_a), (b, mark_b)):
         assert await heard_at(c, "Announcement: fire drill", mark) - sent < 1.0
-    await asyncio.sleep(0.2)
+    await stored_as(group, "shared", lambda contents: "Announcement: fire drill" in contents)
+    await asyncio.sleep(0.3)  # a second copy would land by now
     contents = [m["content"] for m in await history(group, "shared")]
     assert contents.count("Announcement: fire drill") == 1, contents
     await turn(b, "what did I say", typed=True)  # b's next turn sees what a's process stored
