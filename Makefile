@@ -46,7 +46,7 @@ serve: $(VENV)/.serve-installed
 	HF_HUB_OFFLINE=1 $(VENV)/bin/voice serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check voice adapters
+	$(VENV)/bin/ruff check voice adapters bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 

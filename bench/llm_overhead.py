@@ -99,7 +99,8 @@ def main() -> int:
     finally:
         fake.terminate()
         fake.wait()
-    print("| agent | turns | first turn → audio ms | → audio p50 | p95 | → text end p50 | p95 | on_turn → 1st text p50 |")
+    print("| agent | turns | first turn → audio ms | → audio p50 | p95 | → text end p50 | p95 "
+          "| on_turn → 1st text p50 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, (audio, text, first) in results.items():
         rest_a, rest_t = audio[1:], text[1:]

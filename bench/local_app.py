@@ -17,7 +17,6 @@ from voice import TurnContext, VoiceAgent, create_app  # noqa: E402
 from voice.cli import DrainingServer  # noqa: E402
 from voice.local import PiperTTS, WhisperTranscriber, shared_scheduler  # noqa: E402
 
-
 LONG = (" Here is a longer answer, so that there is time to talk over me: the weather will stay mild all week, with"
         " a little rain on Thursday and sunshine again by the weekend.")
 

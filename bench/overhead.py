@@ -5,6 +5,8 @@ The server runs pinned to core 0 and the load client (../shared/bench/load_clien
     python bench/overhead.py                       # 1, 10, 100 calls, then the search for calls per core
     python bench/overhead.py --counts 1 10 100 --no-search
     python bench/overhead.py --reply two-sentences --counts 250 300 320 350 --no-search   # the equal-work load
+    python bench/overhead.py --server floor --reply two-sentences --counts 150 --no-search  # the framework alone
+    python bench/overhead.py --reply two-sentences --counts 150 --no-search --turn-interval 100  # frames, no turns
 
 ``--reply two-sentences``: the agent streams two sentences and the fake TTS makes 1.0 s of audio of each (the same
 reply as the peer harnesses). Appends raw results to bench/results/overhead.jsonl and prints a markdown table.
@@ -23,9 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOAD_CLIENT = os.path.join(ROOT, "..", "shared", "bench", "load_client.py")
 
 
-def run_load(n: int, port: int, pid: int, duration: float, out: str, label: str, client: str = LOAD_CLIENT) -> dict:
+def run_load(n: int, port: int, pid: int, duration: float, out: str, label: str, client: str = LOAD_CLIENT,
+             turn_interval: float = 4.0) -> dict:
     cmd = ["taskset", "-c", "1", sys.executable, client, "--protocol", "cf-voice",
            "--url", f"ws://127.0.0.1:{port}/agents/assistant/bench-{{i}}", "-n", str(n), "--duration", str(duration),
+           "--turn-interval", str(turn_interval), "--reply-timeout", str(min(3.0, turn_interval * 0.8)),
            "--server-pid", str(pid), "--label", label, "--out", out]
     line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
     return json.loads(line)
@@ -43,21 +47,29 @@ def main() -> int:
     ap.add_argument("--search-from", type=int, default=150)
     ap.add_argument("--search-step", type=int, default=50)
     ap.add_argument("--reply", choices=["okay", "two-sentences"], default="okay")
-    ap.add_argument("--ws", default="websockets", help="uvicorn's WebSocket implementation")
+    ap.add_argument("--ws", default="websockets",
+                    help="uvicorn's WebSocket implementation (`voice serve` runs uvicorn's auto: websockets-sansio)")
+    ap.add_argument("--server", choices=["voice", "floor"], default="voice",
+                    help="floor: bench/floor_server.py, the same wire traffic with no voice library")
+    ap.add_argument("--turn-interval", type=float, default=4.0, help="seconds between turns on one call")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--load-client", default=LOAD_CLIENT, help="path of shared/bench/load_client.py")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "overhead.jsonl"))
     a = ap.parse_args()
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.join(ROOT, "bench", "fake_server.py"),
+    script = "fake_server.py" if a.server == "voice" else "floor_server.py"
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.join(ROOT, "bench", script),
                                "--port", str(a.port), "--reply", a.reply, "--ws", a.ws])
-    tag = "" if a.reply == "okay" else "2s-"
+    tag = ("" if a.server == "voice" else "floor-") + ("" if a.reply == "okay" else "2s-")
+    tag += "" if a.turn_interval == 4.0 else f"t{a.turn_interval:g}-"
     try:
         time.sleep(4)
-        results = [run_load(n, a.port, server.pid, a.duration, a.out, f"{tag}ws-{n}", a.load_client) for n in a.counts]
+        results = [run_load(n, a.port, server.pid, a.duration, a.out, f"{tag}ws-{n}", a.load_client, a.turn_interval)
+                   for n in a.counts]
         if not a.no_search:
             n, best = a.search_from, None
             while n <= 1000:
-                r = run_load(n, a.port, server.pid, a.duration, a.out, f"{tag}search-{n}", a.load_client)
+                r = run_load(n, a.port, server.pid, a.duration, a.out, f"{tag}search-{n}", a.load_client,
+                             a.turn_interval)
                 results.append(r)
                 if not ok(r):
                     break

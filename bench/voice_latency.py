@@ -146,7 +146,8 @@ async def run(a) -> dict:
         "wer": round(wer([r["question"] for r in results], [r.get("heard", "") for r in results]), 3),
         "rss_loaded_mb": round(loaded["VmRSS"]), "peak_rss_mb": round(peak), "rss_per_idle_call_mb": round(per_idle, 2),
         "load_avg": os.getloadavg()[0],
-        "mean_server_v2v_ms": round(statistics.mean(r["metrics"]["voice_to_voice_ms"] for r in results if "metrics" in r)),
+        "mean_server_v2v_ms": round(statistics.mean(
+            r["metrics"]["voice_to_voice_ms"] for r in results if "metrics" in r)),
     }
 
 

@@ -1,7 +1,7 @@
 """CPU per WebRTC call: Opus decode + encode, resampling, DTLS/SRTP and the rest of the transport, with instant
-fake providers so only the transport costs — for both codec paths: ``direct`` (voice/transports/webrtc/codec.py: mono Opus
-encoded once by libopus in 60 ms packets, nothing sent in silence, the caller's audio decoded straight to 16 kHz)
-and ``aiortc`` (aiortc's own codecs: 96 kbps stereo encode of every 20 ms frame, 48 kHz stereo decode, our
+fake providers so only the transport costs — for both codec paths: ``direct`` (voice/transports/webrtc/codec.py:
+mono Opus encoded once by libopus in 60 ms packets, nothing sent in silence, the caller's audio decoded straight to
+16 kHz) and ``aiortc`` (aiortc's own codecs: 96 kbps stereo encode of every 20 ms frame, 48 kHz stereo decode, our
 mixdown and resampler).
 
 The server runs in a subprocess pinned to core 0 (``taskset -c 0``); this process, pinned to core 1, runs N aiortc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..config import Settings
 
@@ -58,6 +59,13 @@ def words(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _phrases(backchannels: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The acknowledgements as word tuples, longest first (computed once per set: every call builds a policy)."""
+    phrases = {tuple(words(p)) for p in backchannels if words(p)}
+    return tuple(sorted(phrases, key=len, reverse=True))
+
+
 @dataclass(frozen=True)
 class TurnPolicy:
     """How a call takes turns. Times in seconds."""
@@ -93,8 +101,7 @@ class TurnPolicy:
     _phrases: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        phrases = {tuple(words(p)) for p in self.backchannels if words(p)}
-        object.__setattr__(self, "_phrases", tuple(sorted(phrases, key=len, reverse=True)))
+        object.__setattr__(self, "_phrases", _phrases(tuple(self.backchannels)))
 
     def classify(self, text: str, partial: bool = False) -> str:
         """ "none" (no words, or fillers only), "backchannel" (acknowledgements only), "maybe" (what may become
