@@ -22,6 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.voice_latency import pct
 from tests.harness import Client, LiveServer, free_port
 from voice import TurnContext, VoiceAgent, create_app
 from voice.llm import LLMAgent
@@ -48,14 +49,6 @@ asyncio.run(main())
 class Fixed(VoiceAgent):
     async def on_turn(self, transcript: str, ctx: TurnContext) -> str:
         return ANSWER
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    k = (len(values) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 async def run_turns(srv: LiveServer, agent: str, turns: int) -> tuple[list[float], list[float], list[float]]:
