@@ -2,7 +2,8 @@
 turn-taking core (:mod:`.turn_taking`), the replies it runs (:mod:`.floor`), and the runtime of agent instances
 (:mod:`.runtime`). Transports feed the engine; the engine never touches a socket."""
 
-from .call import TRANSITIONS, Call, CallState, Peer
+from .call import Call, Peer
+from .call_state import TRANSITIONS, CallState
 from .runtime import Runtime, kebab_case
 from .turn_taking import TurnTaking
 

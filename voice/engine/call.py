@@ -6,18 +6,13 @@ Everything that decides (who has the floor) is :class:`~voice.engine.turn_taking
 event at a time, in order, from a single worker task, and carries out what it returns through its
 :class:`~voice.engine.floor.Floor`. The call never touches sockets.
 
-Lifecycle (``CallState``, h11-style: every change goes through :data:`TRANSITIONS`)::
-
-    IDLE ──start_call──▶ STARTING ──approved, STT open──▶ ACTIVE ──end_call──▶ IDLE      any ──▶ CLOSED
-                           └──rejected / STT failed──▶ IDLE
-
+Its lifecycle is :class:`~voice.engine.call_state.CallState`: every change goes through that module's table.
 The status a client sees (idle, listening, thinking, speaking) is derived from the lifecycle and the floor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
@@ -40,6 +35,7 @@ from ..providers.base import (
     TurnResumed,
 )
 from ..reply import CURRENT_REPLY, AudioOutput, Reply
+from .call_state import TRANSITIONS, CallState
 from .floor import Floor
 from .speech_input import BargeInVAD, SpeechInput
 from .turn_events import (
@@ -62,23 +58,6 @@ from .turn_policy import TurnPolicy
 from .turn_taking import TurnTaking
 
 log = logging.getLogger("voice.call")
-
-
-class CallState(enum.Enum):
-    """Where a connection's call is in its life."""
-
-    IDLE = "idle"  # connected, no call
-    STARTING = "starting"  # start_call accepted: being approved, the STT session opening (audio is buffered)
-    ACTIVE = "active"  # in a call
-    CLOSED = "closed"  # the connection is gone
-
-
-TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    CallState.IDLE: frozenset({CallState.STARTING, CallState.CLOSED}),
-    CallState.STARTING: frozenset({CallState.ACTIVE, CallState.IDLE, CallState.CLOSED}),
-    CallState.ACTIVE: frozenset({CallState.IDLE, CallState.CLOSED}),
-    CallState.CLOSED: frozenset(),
-}
 
 
 class Peer(ABC):
