@@ -1,18 +1,21 @@
 """CPU per WebRTC call: Opus decode + encode, resampling, DTLS/SRTP and the rest of the transport, with instant
 fake providers so only the transport costs — for both codec paths: ``direct`` (voice/transports/webrtc/codec.py:
-mono Opus encoded once by libopus in 60 ms packets, nothing sent in silence, the caller's audio decoded straight to
-16 kHz) and ``aiortc`` (aiortc's own codecs: 96 kbps stereo encode of every 20 ms frame, 48 kHz stereo decode, our
-mixdown and resampler).
+mono Opus encoded once by libopus in 60 ms packets, nothing sent in silence; the caller asked for 40 ms wideband
+packets, put in order by our jitter buffer and decoded straight to 16 kHz) and ``aiortc`` (aiortc's own codecs:
+96 kbps stereo encode of every 20 ms frame, 48 kHz stereo decode, our mixdown and resampler).
 
 The server runs in a subprocess pinned to core 0 (``taskset -c 0``); this process, pinned to core 1, runs N aiortc
 peers on loopback. Each peer sends a speech-like signal in real time on its microphone track for the whole
-window, encoded once up front the way a browser does (mono, 32 kbps, VOIP, 20 ms) so that the client side stays
-cheap enough for 40+ peers on one core, and counts the agent's packets without decoding them; it asks for a spoken
-reply every ``--turn-interval`` seconds over the data channel (speech-like agent audio ~60% of the time, silence
-otherwise). Server CPU comes from /proc/<pid>/stat. One server process per codec path, one after the other.
+window, encoded once up front the way Chromium does after reading the server's answer (mono, VOIP, the answer's
+``a=ptime`` and ``maxplaybackrate``: 40 ms wideband at 20 kbps from ``direct``, 20 ms fullband at 32 kbps from
+``aiortc``) so that the client side stays cheap enough for 40+ peers on one core, and counts the agent's packets
+without decoding them; it asks for a spoken reply every ``--turn-interval`` seconds over the data channel
+(speech-like agent audio ~60% of the time, silence otherwise). Server CPU comes from /proc/<pid>/stat. One server
+process per codec path, one after the other.
 
     python bench/webrtc_cpu.py                         # N = 1, 10, 20, 40, both paths; bench/results/webrtc_cpu.md
     python bench/webrtc_cpu.py --counts 1 10 --duration 15 --paths direct
+    VOICE_WEBRTC_PACKET_MS=20 python bench/webrtc_cpu.py --paths direct   # the caller's packets left at 20 ms
 
 The load must be real time at the server: the table shows the audio it received (× real time), and for the
 aiortc path the frames it emitted per call per second (50 = real time), for the direct path the share of packets
@@ -29,6 +32,7 @@ import json
 import os
 import platform
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -107,17 +111,33 @@ def serve(port: int, db: str, path: str) -> None:
 # --- the load (this process) ------------------------------------------------------------------------------------
 
 
-def browser_like_packets(pcm48: bytes) -> list[bytes]:
-    """``pcm48`` (48 kHz mono) as the Opus packets a browser sends: mono, 32 kbps, VOIP, 20 ms."""
+def browser_like_packets(pcm48: bytes, answer: str) -> tuple[list[bytes], int]:
+    """``pcm48`` (48 kHz mono) as the Opus packets a browser sends given the server's ``answer``, and their
+    duration in ms: mono, VOIP, the answer's ``a=ptime`` (else 20 ms) and ``maxplaybackrate`` applied the way
+    Chromium's libwebrtc does (bandwidth capped; 12/20/32 kbps for narrow-, wide- and fullband)."""
+
+    ptime = re.search(r"^a=ptime:(\d+)", answer, re.M)
+    rate = re.search(r"maxplaybackrate=(\d+)", answer)
+    ms = int(ptime.group(1)) if ptime else 20
+    max_rate = int(rate.group(1)) if rate else 48_000
+    bitrate = 12_000 if max_rate <= 8_000 else 20_000 if max_rate <= 16_000 else 32_000
+    return _encoded(pcm48, ms, max_rate, bitrate), ms
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded(pcm48: bytes, ms: int, max_rate: int, bitrate: int) -> list[bytes]:
     from voice.transports.webrtc.opus import OpusEncoder
 
-    encoder = OpusEncoder(48_000, 1, 32_000, 9, "voip")
-    pcm48 += bytes(-len(pcm48) % 1920)
-    return [encoder.encode(pcm48[i : i + 1920]) for i in range(0, len(pcm48), 1920)]
+    encoder = OpusEncoder(48_000, 1, bitrate, 9, "voip")
+    encoder.limit_bandwidth(max_rate)
+    step = 96 * ms
+    pcm48 += bytes(-len(pcm48) % step)
+    return [encoder.encode(pcm48[i : i + step]) for i in range(0, len(pcm48), step)]
 
 
-def make_packet_mic(packets: list[bytes]):
-    """A microphone track that plays ``packets`` (20 ms each) in a loop, in real time, already encoded."""
+def make_packet_mic():
+    """A microphone track that plays already-encoded packets in a loop, in real time, once :meth:`use` gave them
+    (after the answer: their length is the answer's)."""
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
     from av import Packet
 
@@ -128,19 +148,27 @@ def make_packet_mic(packets: list[bytes]):
             super().__init__()
             self._start: float | None = None
             self._n = 0
+            self._packets: list[bytes] = []
+            self._ms = 20
+            self._ready = asyncio.Event()
+
+        def use(self, packets: list[bytes], ms: int) -> None:
+            self._packets, self._ms = packets, ms
+            self._ready.set()
 
         async def recv(self) -> Packet:
+            await self._ready.wait()
             if self.readyState != "live":
                 raise MediaStreamError
             if self._start is None:
                 self._start = time.monotonic()
             else:
                 self._n += 1
-                wait = self._start + self._n * 0.02 - time.monotonic()
+                wait = self._start + self._n * self._ms / 1000 - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            packet = Packet(packets[self._n % len(packets)])
-            packet.pts = self._n * 960
+            packet = Packet(self._packets[self._n % len(self._packets)])
+            packet.pts = self._n * 48 * self._ms
             packet.time_base = fractions.Fraction(1, 48_000)
             return packet
 
@@ -161,7 +189,7 @@ class CountingInput(queue.Queue):
             self.peer.frames_received += 1
 
 
-def bench_peer(base: str, instance: str, packets: list[bytes]):
+def bench_peer(base: str, instance: str):
     from tests.webrtc_peer import WebRTCTestPeer
 
     class BenchPeer(WebRTCTestPeer):
@@ -171,7 +199,7 @@ def bench_peer(base: str, instance: str, packets: list[bytes]):
                     transceiver.receiver._RTCRtpReceiver__decoder_queue = CountingInput(self)
 
     peer = BenchPeer(base, "assistant", instance, keep_audio=False)
-    peer.mic = make_packet_mic(packets)
+    peer.mic = make_packet_mic()
     return peer
 
 
@@ -186,13 +214,15 @@ async def get_stats(http, base: str) -> dict:
     return r.json()
 
 
-async def measure(n: int, base: str, pid: int, duration: float, turn_interval: float, packets: list[bytes]) -> dict:
+async def measure(n: int, base: str, pid: int, duration: float, turn_interval: float, pcm48: bytes) -> dict:
     import httpx
 
     peers = []
     for i in range(n):
-        peer = bench_peer(base, f"bench-{n}-{i}", packets)
+        peer = bench_peer(base, f"bench-{n}-{i}")
         await peer.connect()
+        packets, ms = browser_like_packets(pcm48, peer.answer_sdp)
+        peer.mic.use(packets, ms)
         await peer.start_call()
         peers.append(peer)
     stop = asyncio.Event()
@@ -266,11 +296,11 @@ async def run(args, server: subprocess.Popen, path: str) -> list[dict]:
     await asyncio.sleep(5.0)
     idle = round(100 * (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0), 1)
     print(f"{path} server idle: {idle}% CPU", file=sys.stderr)
-    packets = browser_like_packets(speech_like(4.0, 48_000, seed=1))
+    pcm48 = speech_like(4.0, 48_000, seed=1)
     rows = []
     for n in args.counts:
         row = {"path": path}
-        row |= await measure(n, base, server.pid, args.duration, args.turn_interval, packets)
+        row |= await measure(n, base, server.pid, args.duration, args.turn_interval, pcm48)
         row["idle_cpu_pct"] = idle
         print(json.dumps(row), file=sys.stderr)
         rows.append(row)
@@ -279,7 +309,8 @@ async def run(args, server: subprocess.Popen, path: str) -> list[dict]:
 
 PATHS = {
     "direct": "mono Opus, 64 kbps CELT, encoded once by libopus on the event loop in 60 ms packets, nothing sent "
-    "while the agent is silent; the caller's Opus decoded straight to 16 kHz mono on the loop",
+    "while the agent is silent; the caller asked for 40 ms wideband packets (a=ptime, maxplaybackrate), put in order "
+    "by our jitter buffer and decoded straight to 16 kHz mono on the loop",
     "aiortc": "aiortc's codecs: every 20 ms frame upmixed to stereo and encoded at 96 kbps in a worker thread, "
     "silence included; 48 kHz stereo decode in a thread, our mixdown and 48→16 kHz soxr",
 }
@@ -310,8 +341,9 @@ def report(rows: list[dict], command: str, args) -> str:
         f"`{command}`",
         "",
         (f"Server pinned to core 0 (`taskset -c 0`), {len(rows) and rows[0]['seconds']} s windows; N aiortc peers "
-        "on loopback in one process on core 1, sending a speech-like signal as browser-like Opus (mono, 32 kbps, "
-        "VOIP, 20 ms packets) and counting the agent's packets. Fake STT/TTS (instant), so this is the transport "
+        "on loopback in one process on core 1, sending a speech-like signal as Opus encoded the way Chromium "
+        "follows the server's answer (mono, VOIP; 40 ms wideband at 20 kbps for `direct`, 20 ms at 32 kbps for "
+        "`aiortc`) and counting the agent's packets. Fake STT/TTS (instant), so this is the transport "
         "alone: Opus decode of the caller's audio, Opus encode of the agent's (speech-like audio ~"
         f"{np.mean([r['agent_talking_pct'] for r in rows]):.0f}% of the time, silence otherwise), 24→48 kHz "
         "resampling of the TTS, SRTP, SCTP data channel, the call engine. Codec paths:"),

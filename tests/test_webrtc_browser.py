@@ -157,6 +157,19 @@ async def test_widget_call_over_webrtc(rtc_server, question_wav):
         # the audio went on the tracks, not the socket
         assert state["stats"]["framesSent"] == 0 and state["stats"]["samplesReceived"] == 0, state["stats"]
         assert len(sessions(rtc_server, "rtc-call")) == 1
+        # Chromium followed the answer: 40 ms microphone packets (a=ptime), through our jitter buffer and decoder
+        session = sessions(rtc_server, "rtc-call")[0]
+        tap = session.audio_in
+        assert session.jitter is not None and tap.decoded_frames > 50 and tap.errors == 0
+        assert tap.decoded_samples / tap.decoded_frames == 640, (tap.decoded_samples, tap.decoded_frames)
+        assert session.jitter.order.lost == 0 and tap.concealed_samples == 0
+        # ... and no more than wideband audio (maxplaybackrate=16000): the Opus TOC's config of each packet
+        configs: set[int] = set()
+        decode = tap.decoder.decode
+        tap.decoder.decode = lambda packet: configs.add(packet[0] >> 3) or decode(packet)
+        await asyncio.sleep(0.5)
+        tap.decoder.decode = decode
+        assert configs and all(c <= 11 or 16 <= c <= 23 for c in configs), configs  # SILK or CELT, NB to WB
         bubbles = await page.locator(f"{AGENT} ol.log li").all_inner_texts()
         assert any("weather" in b.lower() for b in bubbles)
         assert any("you said" in b.lower() for b in bubbles)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import pytest_asyncio
+from aiortc.rtp import is_rtcp
 
 from tests.audio_quality import align, align_chunks, level_db, lsd_db, snr_db
 from tests.harness import LiveServer
@@ -23,7 +24,7 @@ from voice.audio import resample
 from voice.demo import EchoAssistant
 from voice.local import PiperTTS, WhisperTranscriber
 from voice.transports.webrtc import mount_webrtc
-from voice.transports.webrtc.codec import PACKET_MS, OpusAgentTrack, negotiated_opus
+from voice.transports.webrtc.codec import PACKET_MS, OpusAgentTrack, negotiated_opus, opus_payload_type
 from voice.transports.webrtc.opus import OpusDecoder, OpusEncoder
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -218,3 +219,65 @@ async def test_codec_round_trip():
 
     with pytest.raises(OpusError):
         decoder.decode(b"\xff\xff\xff")
+
+
+def lossy_uplink(peer: WebRTCTestPeer, drop_every: int, swap_every: int) -> dict:
+    """Make ``peer``'s outgoing RTP lose every ``drop_every``-th packet and swap every ``swap_every``-th with the
+    one after it (RTCP untouched), at the client's DTLS transport: the server sees a lossy, reordering network."""
+    transport = peer.pc.getTransceivers()[0].sender.transport
+    send = transport._send_rtp
+    state: dict = {"n": 0, "held": None, "dropped": 0, "swapped": 0}
+
+    async def send_rtp(data: bytes) -> None:
+        if is_rtcp(data):
+            return await send(data)
+        state["n"] += 1
+        if state["n"] % drop_every == 0:
+            state["dropped"] += 1
+            return
+        held, state["held"] = state["held"], None
+        if held is None and state["n"] % swap_every == 0:
+            state["held"] = data
+            state["swapped"] += 1
+            return
+        await send(data)
+        if held is not None:
+            await send(held)
+
+    transport._send_rtp = send_rtp
+    return state
+
+
+async def test_lost_and_reordered_packets_keep_the_callers_time(servers):
+    """A lossy uplink (one RTP packet in 15 lost, one in 9 arriving after the next): reordered packets are put
+    back in order, lost ones concealed, so the engine hears as much time as the caller spoke and Whisper still
+    understands; aiortc's decoder queue is not used."""
+    server = servers["direct"]
+    peer = await WebRTCTestPeer(server.http, "assistant", "lossy").connect()
+    try:
+        network = lossy_uplink(peer, drop_every=15, swap_every=9)
+        await peer.start_call()
+        await wait_greeting_played(server, peer, "lossy")
+        session = session_of(server, "lossy")
+        assert session.jitter is not None and session.jitter.payload_type == opus_payload_type(session.pc.localDescription.sdp)
+        tap = session.audio_in
+        before, sent_before = tap.decoded_samples + tap.concealed_samples, peer.mic.frames_sent
+        lost_before = session.jitter.order.lost
+        mark = peer.mark()
+        peer.mic.play(piper_speech(SAID) + silence(1200))
+        user = await peer.wait_for("transcript", after=mark, role="user", timeout=20)
+        await peer.mic.played()
+        await asyncio.sleep(0.3)
+        heard = (tap.decoded_samples + tap.concealed_samples - before) / 16_000  # what the transport delivered
+        sent = (peer.mic.frames_sent - sent_before) * 0.02  # what the microphone sent meanwhile
+        order = session.jitter.order
+        print("lossy uplink:", network, {"lost": order.lost, "late": order.late, "heard_s": heard, "sent_s": sent,
+                                         "concealed": session.audio_in.concealed_samples, "text": user["text"]})
+        assert network["dropped"] >= 5 and network["swapped"] >= 5
+        assert order.lost - lost_before >= network["dropped"] // 2 and order.late <= 1
+        assert session.audio_in.concealed_samples > 0 and session.audio_in.errors == 0
+        assert abs(heard - sent) <= 0.1, (heard, sent)  # the call's audio clock kept the caller's time
+        assert wer(SAID, user["text"]) <= 0.25, user["text"]
+        assert session.pc.getTransceivers()[0].receiver._RTCRtpReceiver__decoder_queue.empty()
+    finally:
+        await peer.close()

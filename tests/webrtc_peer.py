@@ -122,6 +122,7 @@ class WebRTCTestPeer:
         self.messages: list[tuple[float, dict]] = []
         self.audio: list[tuple[float, bytes]] = []  # (arrival time, 16 kHz mono PCM of one frame or pause)
         self.closed_message: dict | None = None
+        self.answer_sdp = ""
         self._new = asyncio.Event()
         self._reader: asyncio.Task | None = None
 
@@ -149,6 +150,7 @@ class WebRTCTestPeer:
             await pc.close()
             raise PeerRefused(response.status_code, response.json().get("detail", response.text))
         answer = response.json()
+        self.answer_sdp = answer["sdp"]  # as the server wrote it (aiortc's remoteDescription re-serializes it)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened.wait(), timeout)
         await self.wait_for("welcome", timeout=timeout)

@@ -35,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, Packet
 
 from ...audio import ENGINE_RATE, AudioChunk
+from .jitter import AudioJitter, Released
 from .media import FRAME_SAMPLES, MAX_LAG, RATE, AgentAudioTrack, WebRTCOutput
 from .opus import OpusDecoder, OpusEncoder, OpusError, libopus
 
@@ -48,6 +49,10 @@ SETTLE_FRAMES = 50  # most zero frames encoded after speech before the silence p
 TIME_BASE = fractions.Fraction(1, RATE)
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
+CALLER_PACKET_MS = 40  # asked of the caller: half of aiortc's per-packet work against 20 ms, +20 ms packetization
+JITTER_HOLD = 2  # packets held back while one is missing (80 ms at 40 ms packets), then it is concealed
+MAX_CONCEAL = RATE // 5  # the longest gap concealed (RTP timestamp units, 48 kHz): 200 ms
 
 
 def available() -> bool:
@@ -184,7 +189,8 @@ class OpusAgentTrack(AgentAudioTrack):
 
 class DirectOpusInput(queue.Queue):
     """Stands in for an ``RTCRtpReceiver``'s decoder queue: decodes Opus on the spot to 16 kHz mono for
-    ``on_pcm``; ``None`` (the receiver stopping) and frames of other codecs go on to aiortc's decoder thread."""
+    ``on_pcm``; ``None`` (the receiver stopping) and frames of other codecs go on to aiortc's decoder thread.
+    Once :func:`install_jitter` ran, Opus packets come in order through :meth:`receive` instead."""
 
     def __init__(self, on_pcm: Callable[[bytes], None], on_frame: Callable[[], None] | None = None) -> None:
         super().__init__()
@@ -192,7 +198,10 @@ class DirectOpusInput(queue.Queue):
         self.on_frame = on_frame
         self.decoder = OpusDecoder(ENGINE_RATE, 1)
         self.decoded_frames = 0
+        self.decoded_samples = 0  # 16 kHz samples decoded from packets (concealment not included)
+        self.concealed_samples = 0
         self.errors = 0
+        self._end: int | None = None  # RTP timestamp (48 kHz) where the last decoded packet ended
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """An encoded frame from the receiver: decoded here if it is Opus."""
@@ -201,18 +210,66 @@ class DirectOpusInput(queue.Queue):
             return
         if self.on_frame is not None:
             self.on_frame()
+        self._decode(item[1].data, None)
+
+    def receive(self, released: list[Released]) -> None:
+        """Packets from :class:`~voice.transports.webrtc.jitter.AudioJitter`, in order; the audio of packets that
+        never came (up to :data:`MAX_CONCEAL` at a time) is concealed, so the call hears time pass as it did."""
+        for timestamp, payload, after_loss in released:
+            if after_loss and self._end is not None:
+                missing = (timestamp - self._end) % (1 << 32)
+                if 0 < missing <= MAX_CONCEAL:
+                    pcm = self.decoder.conceal(missing * ENGINE_RATE // RATE)
+                    self.concealed_samples += len(pcm) // 2
+                    self._deliver(pcm)
+            self._decode(payload, timestamp)
+
+    def _decode(self, payload: bytes, timestamp: int | None) -> None:
         try:
-            pcm = self.decoder.decode(item[1].data)
+            pcm = self.decoder.decode(payload)
         except OpusError as exc:
             self.errors += 1
             if self.errors == 1 or self.errors % 100 == 0:
                 log.warning("undecodable Opus frame from the peer (%d so far): %s", self.errors, exc)
             return
         self.decoded_frames += 1
+        self.decoded_samples += len(pcm) // 2
+        if timestamp is not None:
+            self._end = (timestamp + len(pcm) // 2 * (RATE // ENGINE_RATE)) % (1 << 32)
+        self._deliver(pcm)
+
+    def _deliver(self, pcm: bytes) -> None:
         try:
             self.on_pcm(pcm)
         except Exception:  # this runs inside aiortc's packet handling, which must go on
             log.exception("handling the peer's audio failed")
+
+
+class OpusJitterTap:
+    """In place of an aiortc receiver's audio jitter buffer (its ``add(packet)``): Opus packets of the negotiated
+    payload type go through :class:`~voice.transports.webrtc.jitter.AudioJitter` straight to the
+    :class:`DirectOpusInput` (nothing is handed back to aiortc, so its decoder queue stays idle); any other
+    payload type goes to aiortc's own buffer as before."""
+
+    def __init__(self, fallback: Any, tap: DirectOpusInput, payload_type: int, hold: int = JITTER_HOLD) -> None:
+        self.fallback = fallback
+        self.tap = tap
+        self.payload_type = payload_type
+        self.order = AudioJitter(hold)
+
+    @property
+    def capacity(self) -> int:
+        """As aiortc's buffer reports it."""
+        return int(self.fallback.capacity)
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        """One RTP packet (payload already depayloaded into ``packet._data`` by aiortc)."""
+        if packet.payload_type != self.payload_type:
+            return self.fallback.add(packet)
+        if self.tap.on_frame is not None:
+            self.tap.on_frame()
+        self.tap.receive(self.order.push(packet.sequence_number, packet.timestamp, packet._data))
+        return False, None
 
 
 def tap_receiver(
@@ -229,6 +286,59 @@ def tap_receiver(
     tap = DirectOpusInput(on_pcm, on_frame)
     setattr(receiver, _RECEIVER_QUEUE, tap)
     return tap
+
+
+def install_jitter(receiver: Any, tap: DirectOpusInput, payload_type: int) -> OpusJitterTap | None:
+    """Put :class:`OpusJitterTap` in place of ``receiver``'s jitter buffer, once the answer settled on Opus with
+    ``payload_type`` and before media flows; None (aiortc's buffer stays) if this aiortc does not look as expected."""
+    current = getattr(receiver, _RECEIVER_JITTER, None)
+    if type(current).__name__ != "JitterBuffer" or not callable(getattr(current, "add", None)):
+        log.warning("aiortc's jitter buffer is not as expected: the caller's audio keeps aiortc's")
+        return None
+    jitter = OpusJitterTap(current, tap, payload_type)
+    setattr(receiver, _RECEIVER_JITTER, jitter)
+    return jitter
+
+
+def opus_payload_type(sdp: str) -> int | None:
+    """The payload type of Opus/48000 in the first audio section of ``sdp``, if it has one."""
+    in_audio = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if in_audio:
+                break
+            in_audio = line.startswith("m=audio")
+        elif in_audio and line.startswith("a=rtpmap:"):
+            pt, _, codec = line[len("a=rtpmap:"):].partition(" ")
+            if codec.lower().startswith("opus/48000") and pt.isdigit():
+                return int(pt)
+    return None
+
+
+def ask_caller_for(sdp: str, packet_ms: int = CALLER_PACKET_MS, max_rate: int = ENGINE_RATE) -> str:
+    """The answer ``sdp`` asking the caller's Opus encoder for ``packet_ms`` packets (``a=ptime``) and for no more
+    audio bandwidth than ``max_rate`` playback needs (``maxplaybackrate``, RFC 7587): the engine hears 16 kHz, so
+    anything above 8 kHz would be sent and decoded for nothing, and browsers then choose a wideband bitrate.
+    Fewer, longer packets are what makes the caller's side cheap (aiortc's per-packet work dominates). Only the
+    first audio section, and only if it carries Opus; an ``a=ptime`` or ``maxplaybackrate`` already there stays."""
+    pt = opus_payload_type(sdp)
+    if pt is None:
+        return sdp
+    newline = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(newline)
+    start = next(i for i, line in enumerate(lines) if line.startswith("m=audio"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("m=")), len(lines))
+    section = lines[start:end]
+    rtpmap = next(i for i, line in enumerate(section) if line.startswith(f"a=rtpmap:{pt} "))
+    fmtp = next((i for i, line in enumerate(section) if line.startswith(f"a=fmtp:{pt} ")), None)
+    if fmtp is None:
+        section.insert(rtpmap + 1, f"a=fmtp:{pt} maxplaybackrate={max_rate}")
+    elif "maxplaybackrate=" not in section[fmtp]:
+        section[fmtp] += f";maxplaybackrate={max_rate}"
+    if packet_ms and not any(line.startswith("a=ptime:") for line in section):
+        last = max(i for i, line in enumerate(section) if line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")))
+        section.insert(last + 1, f"a=ptime:{packet_ms}")
+    return newline.join(lines[:start] + section + lines[end:])
 
 
 def negotiated_opus(sdp: str) -> bool:

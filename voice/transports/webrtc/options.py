@@ -67,6 +67,7 @@ class WebRTCOptions:
     media_timeout: float = 5.0  # incoming audio stopped for this long → the peer is gone
     close_grace: float = 1.0  # how long a closing message may take to leave
     direct_opus: bool = True  # encode/decode Opus ourselves (codec.py); False: aiortc's codec path
+    caller_packet_ms: int = 40  # the Opus packet length asked of the caller (a=ptime; direct path); 0: theirs
 
 
 class OfferError(ValueError):

@@ -26,6 +26,9 @@ APPLICATION = {"voip": 2048, "audio": 2049, "lowdelay": 2051}
 _SET_BITRATE = 4002
 _GET_BITRATE = 4003
 _SET_COMPLEXITY = 4010
+_SET_MAX_BANDWIDTH = 4004
+_FULLBAND = 1105
+_BANDWIDTHS = ((8_000, 1101), (12_000, 1102), (16_000, 1103), (24_000, 1104))  # NB, MB, WB, SWB
 _OK = 0
 MAX_PACKET = 1500  # bytes: an RTP payload never exceeds the MTU
 MAX_FRAME_MS = 120  # the longest Opus packet
@@ -134,6 +137,15 @@ class OpusEncoder:
     def _ctl(self, request: int, value: int) -> None:
         _check(self._lib, self._lib.opus_encoder_ctl(self._state, request, ctypes.c_int32(value)), "opus_encoder_ctl")
 
+    def limit_bandwidth(self, max_playback_rate: int) -> None:
+        """Encode no more audio bandwidth than a listener playing at ``max_playback_rate`` Hz can use (the
+        ``maxplaybackrate`` of RFC 7587, as browsers apply it): 8000 → narrowband ... 16000 → wideband."""
+        for rate, bandwidth in _BANDWIDTHS:
+            if max_playback_rate <= rate:
+                self._ctl(_SET_MAX_BANDWIDTH, bandwidth)
+                return
+        self._ctl(_SET_MAX_BANDWIDTH, _FULLBAND)
+
     @property
     def bitrate(self) -> int:
         """The target bitrate the encoder reports (bits per second)."""
@@ -174,6 +186,19 @@ class OpusDecoder:
         """One Opus packet → its PCM (int16, interleaved). Raises OpusError for a corrupt packet."""
         n = self._lib.opus_decode(self._state, packet, len(packet), self._pcm, self._max_samples, 0)
         return ctypes.string_at(self._pcm, _check(self._lib, n, "opus_decode") * 2 * self.channels)
+
+    def conceal(self, samples: int) -> bytes:
+        """About ``samples`` samples (per channel, rounded down to 2.5 ms) standing in for lost packets: libopus's
+        packet-loss concealment, which also lets the next packet's decode carry on smoothly."""
+        step = self.rate // 400  # 2.5 ms, the unit libopus conceals in
+        out = []
+        samples -= samples % step
+        while samples > 0:
+            n = min(samples, self._max_samples)
+            got = _check(self._lib, self._lib.opus_decode(self._state, None, 0, self._pcm, n, 0), "opus_decode")
+            out.append(ctypes.string_at(self._pcm, got * 2 * self.channels))
+            samples -= n
+        return b"".join(out)
 
     def __del__(self) -> None:
         state, self._state = getattr(self, "_state", None), None

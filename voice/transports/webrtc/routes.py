@@ -63,6 +63,7 @@ def mount_webrtc(
     connect_timeout: float = 20.0,
     media_timeout: float = 5.0,
     direct_opus: bool | None = None,
+    caller_packet_ms: int | None = None,
 ) -> bool:
     """Add ``POST``/``GET /agents/{agent}/{instance}/webrtc`` (see the module doc) to ``server.router``.
 
@@ -71,7 +72,10 @@ def mount_webrtc(
     ``VOICE_WEBRTC_MAX_PEERS`` or 50, what one core carries with headroom: see BENCHMARKS.md). ``ice_servers``:
     STUN/TURN servers (default ``VOICE_ICE_SERVERS``, JSON). ``direct_opus``: encode the agent's voice once as
     mono Opus and decode the caller's straight to 16 kHz with libopus, bypassing aiortc's codecs (default
-    ``VOICE_WEBRTC_DIRECT_OPUS`` or on; ``0`` turns it off).
+    ``VOICE_WEBRTC_DIRECT_OPUS`` or on; ``0`` turns it off). ``caller_packet_ms``: with it, the Opus packet length
+    asked of the caller (default ``VOICE_WEBRTC_PACKET_MS`` or 40: half the per-packet work of 20 ms for 20 ms more
+    packetization, which the jitter buffer's shorter hold more than repays; 20 for the lowest latency, 60 for the
+    least CPU, 0 to leave the caller's choice).
     The gateway is kept as ``server.webrtc``; its connections are closed when the runtime stops.
     Returns False (routes answer 501) when aiortc is not installed.
     """
@@ -84,9 +88,14 @@ def mount_webrtc(
         ice_servers = os.environ.get("VOICE_ICE_SERVERS")
     if direct_opus is None:
         direct_opus = os.environ.get("VOICE_WEBRTC_DIRECT_OPUS", "1").strip().lower() not in ("0", "false", "no", "off")
+    if caller_packet_ms is None:
+        caller_packet_ms = int(os.environ.get("VOICE_WEBRTC_PACKET_MS") or 40)
+    if caller_packet_ms not in (0, 10, 20, 40, 60):
+        raise ValueError("caller_packet_ms must be 0 (the caller's choice) or 10, 20, 40 or 60")
     options = WebRTCOptions(
         max_peers=max_peers,
         direct_opus=direct_opus,
+        caller_packet_ms=caller_packet_ms,
         ice_servers=tuple(parse_ice_servers(ice_servers)),
         connect_timeout=connect_timeout,
         media_timeout=media_timeout,

@@ -19,7 +19,18 @@ from ..._aio import TaskSet
 from ...agent import BaseAgent
 from ...engine import Call, Peer, Runtime
 from ..session import Connection
-from .codec import DirectOpusInput, OpusAgentTrack, OpusOutput, available, negotiated_opus, tap_receiver
+from .codec import (
+    DirectOpusInput,
+    OpusAgentTrack,
+    OpusJitterTap,
+    OpusOutput,
+    ask_caller_for,
+    available,
+    install_jitter,
+    negotiated_opus,
+    opus_payload_type,
+    tap_receiver,
+)
 from .media import AgentAudioTrack, WebRTCOutput, read_track
 from .options import OfferError, WebRTCOptions
 
@@ -101,6 +112,7 @@ class WebRTCSession:
             self.output = WebRTCOutput()
             self.track = AgentAudioTrack(self.output)
         self.audio_in: DirectOpusInput | None = None  # the caller's Opus, decoded without aiortc's decoder
+        self.jitter: OpusJitterTap | None = None  # ... and put in order without aiortc's jitter buffer
         self.peer = WebRTCPeer(self, self.output)
         self.connection = Connection(runtime, self.peer, query=query, principal=principal)
         self.reason = ""
@@ -155,15 +167,23 @@ class WebRTCSession:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # noqa: BLE001 - e.g. no codec in common
             raise OfferError(f"no answer to this offer: {type(exc).__name__}: {exc}"[:300]) from None
-        if isinstance(self.track, OpusAgentTrack) and negotiated_opus(self.pc.localDescription.sdp):
+        answer = str(self.pc.localDescription.sdp)
+        opus = negotiated_opus(answer)
+        if isinstance(self.track, OpusAgentTrack) and opus:
             self.track.use_opus()
+        pt = opus_payload_type(answer)
+        if self.audio_in is not None and opus and pt is not None:
+            # the caller's packets in order without aiortc's 4-packet hold; then ask for fewer, longer ones
+            self.jitter = install_jitter(transceivers[0].receiver, self.audio_in, pt)
+            if self.jitter is not None:
+                answer = ask_caller_for(answer, self.options.caller_packet_ms)
         if transceivers and transceivers[0].currentDirection in ("sendrecv", "sendonly"):
             self.output.attach()
         else:
             self.track.stop()  # the client receives no audio from us: writes play instantly
         self._tasks.spawn(self._watchdog())
         self._tasks.spawn(self._consume())
-        return str(self.pc.localDescription.sdp)
+        return answer
 
     # --- events -------------------------------------------------------------------------------------------------
 
