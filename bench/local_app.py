@@ -8,6 +8,7 @@
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 
@@ -38,6 +39,9 @@ def main() -> None:
     app = create_app({"echo": Echo}, transcriber=stt, tts=PiperTTS(), webrtc=False,
                      db_path=os.path.join(tempfile.mkdtemp(), "bench.db"), max_connections_per_client=500)
     config = uvicorn.Config(app, host="127.0.0.1", port=a.port, log_level="warning")
+    # uvicorn re-raises the SIGTERM that stopped it once it is done, to the handler found before it ran: a Python
+    # one lets the stats below be written (the default one ended the process first, and the stats came out empty)
+    signal.signal(signal.SIGTERM, lambda *_: None)
     DrainingServer(config, app.state.voice).run()
     if a.stats:
         queue = stt._runtime.scheduler
