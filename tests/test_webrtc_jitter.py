@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.speech import piper_speech
-from voice.transports.webrtc.codec import DirectOpusInput, ask_caller_for, opus_payload_type
+from voice.transports.webrtc.codec import DirectOpusInput, OpusJitterTap, ask_caller_for, opus_payload_type
 from voice.transports.webrtc.jitter import AudioJitter
 from voice.transports.webrtc.opus import OpusEncoder
 
@@ -109,3 +109,40 @@ def test_lost_packets_are_concealed_and_time_is_kept():
     assert jitter.lost == 1 and jitter.late == 0 and tap.errors == 0
     assert tap.concealed_samples == 640
     assert sum(len(p) for p in heard) == (len(packets) + 3) * step  # no time lost, none added
+
+
+class FakeRtp:
+    """The fields of aiortc's RtpPacket that the jitter tap reads."""
+
+    def __init__(self, seq: int, payload: bytes, ssrc: int = 1, payload_type: int = 111) -> None:
+        self.sequence_number, self.timestamp, self._data = seq, seq * 1920, payload
+        self.ssrc, self.payload_type = ssrc, payload_type
+
+
+def test_the_tap_restarts_on_a_new_ssrc_skips_empty_payloads_and_passes_other_codecs_on():
+    encoder = OpusEncoder(16_000, 1, 20_000, 5, "voip")
+    frame = encoder.encode(bytes(1280))
+    heard: list[bytes] = []
+    seen: list[int] = []
+
+    class AiortcBuffer:
+        capacity = 16
+
+        def add(self, packet):
+            seen.append(packet.sequence_number)
+            return False, None
+
+    tap = DirectOpusInput(heard.append)
+    jitter = OpusJitterTap(AiortcBuffer(), tap, payload_type=111)
+    for seq in (100, 101, 102):
+        jitter.add(FakeRtp(seq, frame))
+    jitter.add(FakeRtp(103, b""))  # padding only: in order, nothing decoded, nothing concealed
+    jitter.add(FakeRtp(104, frame))
+    assert len(heard) == 4 and tap.concealed_samples == 0
+    # the sender restarts with a new SSRC and lower numbers: a new stream, not late packets to drop
+    for seq in (50, 51):
+        jitter.add(FakeRtp(seq, frame, ssrc=2))
+    assert len(heard) == 6 and jitter.order.late == 0 and jitter.order.restarts == 1
+    jitter.add(FakeRtp(7, b"\x00", payload_type=0))  # PCMU: aiortc's buffer and decoder, as before
+    assert seen == [7] and len(heard) == 6
+    assert jitter.capacity == 16

@@ -210,12 +210,15 @@ class DirectOpusInput(queue.Queue):
             return
         if self.on_frame is not None:
             self.on_frame()
-        self._decode(item[1].data, None)
+        if item[1].data:
+            self._decode(item[1].data, None)
 
     def receive(self, released: list[Released]) -> None:
         """Packets from :class:`~voice.transports.webrtc.jitter.AudioJitter`, in order; the audio of packets that
         never came (up to :data:`MAX_CONCEAL` at a time) is concealed, so the call hears time pass as it did."""
         for timestamp, payload, after_loss in released:
+            if not payload:  # nothing to decode (padding only): libopus would conceal its longest packet
+                continue
             if after_loss and self._end is not None:
                 missing = (timestamp - self._end) % (1 << 32)
                 if 0 < missing <= MAX_CONCEAL:
@@ -256,6 +259,7 @@ class OpusJitterTap:
         self.tap = tap
         self.payload_type = payload_type
         self.order = AudioJitter(hold)
+        self.ssrc: int | None = None
 
     @property
     def capacity(self) -> int:
@@ -266,6 +270,10 @@ class OpusJitterTap:
         """One RTP packet (payload already depayloaded into ``packet._data`` by aiortc)."""
         if packet.payload_type != self.payload_type:
             return self.fallback.add(packet)
+        if packet.ssrc != self.ssrc:  # the first packet, or the sender started a new stream
+            if self.ssrc is not None:
+                self.order.reset()
+            self.ssrc = packet.ssrc
         if self.tap.on_frame is not None:
             self.tap.on_frame()
         self.tap.receive(self.order.push(packet.sequence_number, packet.timestamp, packet._data))

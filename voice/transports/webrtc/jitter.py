@@ -73,6 +73,14 @@ class AudioJitter:
             out += self._release()
         return out
 
+    def reset(self) -> None:
+        """A new stream (the sender changed its SSRC): the next packet starts it, whatever its number."""
+        if self._next is not None:
+            self.restarts += 1
+        self._next = None
+        self._held.clear()
+        self._gap = False
+
     def _release(self) -> list[Released]:
         out = []
         assert self._next is not None
@@ -84,8 +92,5 @@ class AudioJitter:
         return out
 
     def _restart(self, seq: int, timestamp: int, payload: bytes) -> list[Released]:
-        self.restarts += 1
-        self._held.clear()
-        self._gap = False
-        self._next = (seq + 1) % SEQ_MOD
-        return [Released(timestamp, payload, False)]
+        self.reset()
+        return self.push(seq, timestamp, payload)
