@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import httpx
+import pytest
 
 from tests.fake_openai import FakeOpenAI
 from tests.harness import Client, LiveServer
@@ -120,6 +121,13 @@ STOCK_SCHEMA = {
         },
     },
 }
+
+
+@pytest.fixture
+async def fake():
+    """A local OpenAI-compatible server (tests/fake_openai.py) for one test."""
+    async with FakeOpenAI() as server:
+        yield server
 
 
 @asynccontextmanager

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from tests.fake_openai import (
-    FakeOpenAI,
     cut_reply,
     error_reply,
     rate_limited,
@@ -29,13 +28,6 @@ from tests.llm_common import KEY, Plain, connect, first_audio_after, reply, say,
 from voice import create_app
 from voice.llm import LLMAgent
 from voice.testing import FakeTranscriber, FakeTTS, fake_speech_frame
-
-
-@pytest.fixture
-async def fake():
-    async with FakeOpenAI() as server:
-        yield server
-
 
 # --- streaming, history, interruption ------------------------------------------------------------------------------
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from tests.fake_openai import FakeOpenAI, text_reply, tool_call, tool_reply
+from tests.fake_openai import text_reply, tool_call, tool_reply
 from tests.llm_common import (
     EVENTS,
     STOCK_SCHEMA,
@@ -21,13 +19,6 @@ from tests.llm_common import (
     voice_server,
 )
 from voice.testing import fake_speech_frame
-
-
-@pytest.fixture
-async def fake():
-    async with FakeOpenAI() as server:
-        yield server
-
 
 # --- tools ---------------------------------------------------------------------------------------------------------
 
