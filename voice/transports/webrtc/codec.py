@@ -51,8 +51,8 @@ _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
 CALLER_PACKET_MS = 40  # asked of the caller: half of aiortc's per-packet work against 20 ms, +20 ms packetization
-JITTER_HOLD = 2  # packets held back while one is missing (80 ms at 40 ms packets), then it is concealed
-MAX_CONCEAL = RATE // 5  # the longest gap concealed (RTP timestamp units, 48 kHz): 200 ms
+JITTER_HOLD = 2  # packets held back while one is missing (80 ms at 40 ms packets), then it is rebuilt/concealed
+MAX_CONCEAL = RATE // 5  # the longest gap filled in (RTP timestamp units, 48 kHz): 200 ms
 
 
 def available() -> bool:
@@ -198,8 +198,8 @@ class DirectOpusInput(queue.Queue):
         self.on_frame = on_frame
         self.decoder = OpusDecoder(ENGINE_RATE, 1)
         self.decoded_frames = 0
-        self.decoded_samples = 0  # 16 kHz samples decoded from packets (concealment not included)
-        self.concealed_samples = 0
+        self.decoded_samples = 0  # 16 kHz samples decoded from packets (lost audio filled in not included)
+        self.concealed_samples = 0  # 16 kHz samples of lost packets, rebuilt from FEC or concealed
         self.errors = 0
         self._end: int | None = None  # RTP timestamp (48 kHz) where the last decoded packet ended
 
@@ -215,14 +215,15 @@ class DirectOpusInput(queue.Queue):
 
     def receive(self, released: list[Released]) -> None:
         """Packets from :class:`~voice.transports.webrtc.jitter.AudioJitter`, in order; the audio of packets that
-        never came (up to :data:`MAX_CONCEAL` at a time) is concealed, so the call hears time pass as it did."""
+        never came (up to :data:`MAX_CONCEAL` at a time) is rebuilt from the next packet's in-band FEC when it carries
+        some, else concealed by libopus, so the call hears time pass as it did."""
         for timestamp, payload, after_loss in released:
             if not payload:  # nothing to decode (padding only): libopus would conceal its longest packet
                 continue
             if after_loss and self._end is not None:
                 missing = (timestamp - self._end) % (1 << 32)
                 if 0 < missing <= MAX_CONCEAL:
-                    pcm = self.decoder.conceal(missing * ENGINE_RATE // RATE)
+                    pcm = self.decoder.recover(payload, missing * ENGINE_RATE // RATE)
                     self.concealed_samples += len(pcm) // 2
                     self._deliver(pcm)
             self._decode(payload, timestamp)

@@ -5,7 +5,7 @@ aiortc's audio jitter buffer always holds four packets back before it lets one t
 voice agent every millisecond of the caller's audio held back is a millisecond added to the reply, and a LAN or a
 good uplink rarely reorders, so :class:`AudioJitter` releases each packet the moment the one before it was
 released; only when one is missing does it hold the packets after it, at most ``hold`` of them, waiting for the
-late one, then gives up on it and tells the decoder to conceal the gap.
+late one, then gives up on it and tells the decoder to fill the gap (from the next packet's FEC, or concealed).
 
 Pure logic, no I/O and no aiortc (:class:`~voice.transports.webrtc.codec.OpusJitterTap` feeds it from aiortc's
 receiver): :meth:`AudioJitter.push` takes one packet and returns what may be decoded now, in order.

@@ -27,6 +27,8 @@ _SET_BITRATE = 4002
 _GET_BITRATE = 4003
 _SET_COMPLEXITY = 4010
 _SET_MAX_BANDWIDTH = 4004
+_SET_INBAND_FEC = 4012
+_SET_PACKET_LOSS_PERC = 4014
 _FULLBAND = 1105
 _BANDWIDTHS = ((8_000, 1101), (12_000, 1102), (16_000, 1103), (24_000, 1104))  # NB, MB, WB, SWB
 _OK = 0
@@ -146,6 +148,12 @@ class OpusEncoder:
                 return
         self._ctl(_SET_MAX_BANDWIDTH, _FULLBAND)
 
+    def use_fec(self, expected_loss_percent: int) -> None:
+        """Add in-band forward error correction sized for ``expected_loss_percent`` packet loss (SILK and hybrid
+        modes; what a browser does once its peer reports loss): a lost packet is rebuilt from the next one."""
+        self._ctl(_SET_INBAND_FEC, 1)
+        self._ctl(_SET_PACKET_LOSS_PERC, expected_loss_percent)
+
     @property
     def bitrate(self) -> int:
         """The target bitrate the encoder reports (bits per second)."""
@@ -186,6 +194,21 @@ class OpusDecoder:
         """One Opus packet → its PCM (int16, interleaved). Raises OpusError for a corrupt packet."""
         n = self._lib.opus_decode(self._state, packet, len(packet), self._pcm, self._max_samples, 0)
         return ctypes.string_at(self._pcm, _check(self._lib, n, "opus_decode") * 2 * self.channels)
+
+    def recover(self, next_packet: bytes, samples: int) -> bytes:
+        """About ``samples`` samples (per channel, rounded down to 2.5 ms) lost just before ``next_packet``, rebuilt
+        from the in-band forward error correction ``next_packet`` carries when its sender added some (browsers do
+        once the receiver reports loss); libopus conceals what the FEC does not cover."""
+        step = self.rate // 400
+        samples -= samples % step
+        if samples <= 0:
+            return b""
+        head = b""
+        if samples > self._max_samples:  # only the last packet's worth can come from FEC
+            head = self.conceal(samples - self._max_samples)
+            samples = self._max_samples
+        n = self._lib.opus_decode(self._state, next_packet, len(next_packet), self._pcm, samples, 1)
+        return head + ctypes.string_at(self._pcm, _check(self._lib, n, "opus_decode") * 2 * self.channels)
 
     def conceal(self, samples: int) -> bytes:
         """About ``samples`` samples (per channel, rounded down to 2.5 ms) standing in for lost packets: libopus's
