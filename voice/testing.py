@@ -12,6 +12,7 @@ A marker frame with no command (what ``shared/bench/load_client.py`` sends) is a
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 import time
 
@@ -102,6 +103,14 @@ class FakeTranscriber(Transcriber):
         return session
 
 
+@functools.lru_cache(maxsize=64)
+def _tone(samples: int, rate: int) -> bytes:
+    """``samples`` of a 440 Hz tone at ``rate``: made once per length, as a real fake's audio would be (benchmarks
+    measure the library, not numpy synthesizing the same tone again)."""
+    t = np.arange(samples) / rate
+    return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+
+
 class FakeTTS(TTSProvider):
     """A 440 Hz tone, ``seconds_per_char`` long per character, at ``sample_rate``. ``delay`` simulates latency;
     ``fail_on`` makes synthesis of text containing it raise."""
@@ -118,9 +127,7 @@ class FakeTTS(TTSProvider):
     def audio_for(self, text: str, sample_rate: int | None = None) -> bytes:
         """The tone for ``text`` at ``sample_rate``."""
         rate = sample_rate or self.sample_rate
-        n = max(1, int(len(text) * self.seconds_per_char * rate))
-        t = np.arange(n) / rate
-        return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+        return _tone(max(1, int(len(text) * self.seconds_per_char * rate)), rate)
 
     async def synthesize(self, text, cancel=None, *, encoding="pcm16", sample_rate=None) -> AudioChunk:
         """A tone as long as the text (after ``delay``); raises on ``fail_on``."""
