@@ -309,19 +309,32 @@ def install_jitter(receiver: Any, tap: DirectOpusInput, payload_type: int) -> Op
     return jitter
 
 
+def _audio_section(sdp: str) -> tuple[list[str], int, int]:
+    """(the lines of ``sdp``, where its first audio section starts and ends); start == end without one."""
+    lines = sdp.split("\r\n" if "\r\n" in sdp else "\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith("m=audio")), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("m=")), len(lines))
+    return lines, start, end
+
+
 def opus_payload_type(sdp: str) -> int | None:
     """The payload type of Opus/48000 in the first audio section of ``sdp``, if it has one."""
-    in_audio = False
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            if in_audio:
-                break
-            in_audio = line.startswith("m=audio")
-        elif in_audio and line.startswith("a=rtpmap:"):
+    lines, start, end = _audio_section(sdp)
+    for line in lines[start:end]:
+        if line.startswith("a=rtpmap:"):
             pt, _, codec = line[len("a=rtpmap:"):].partition(" ")
             if codec.lower().startswith("opus/48000") and pt.isdigit():
                 return int(pt)
     return None
+
+
+def negotiated_opus(sdp: str) -> bool:
+    """Whether the first audio section of a local description sends Opus at 48 kHz (its first codec, what aiortc's
+    sender uses)."""
+    pt = opus_payload_type(sdp)
+    lines, start, _ = _audio_section(sdp)
+    formats = lines[start].split()[3:4] if start < len(lines) else []
+    return pt is not None and formats == [str(pt)]
 
 
 def ask_caller_for(sdp: str, packet_ms: int = CALLER_PACKET_MS, max_rate: int = ENGINE_RATE) -> str:
@@ -333,10 +346,7 @@ def ask_caller_for(sdp: str, packet_ms: int = CALLER_PACKET_MS, max_rate: int = 
     pt = opus_payload_type(sdp)
     if pt is None:
         return sdp
-    newline = "\r\n" if "\r\n" in sdp else "\n"
-    lines = sdp.split(newline)
-    start = next(i for i, line in enumerate(lines) if line.startswith("m=audio"))
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("m=")), len(lines))
+    lines, start, end = _audio_section(sdp)
     section = lines[start:end]
     rtpmap = next(i for i, line in enumerate(section) if line.startswith(f"a=rtpmap:{pt} "))
     fmtp = next((i for i, line in enumerate(section) if line.startswith(f"a=fmtp:{pt} ")), None)
@@ -347,15 +357,4 @@ def ask_caller_for(sdp: str, packet_ms: int = CALLER_PACKET_MS, max_rate: int = 
     if packet_ms and not any(line.startswith("a=ptime:") for line in section):
         last = max(i for i, line in enumerate(section) if line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")))
         section.insert(last + 1, f"a=ptime:{packet_ms}")
-    return newline.join(lines[:start] + section + lines[end:])
-
-
-def negotiated_opus(sdp: str) -> bool:
-    """Whether the first audio section of a local description sends Opus at 48 kHz (what aiortc's sender uses)."""
-    from aiortc.sdp import SessionDescription
-
-    for media in SessionDescription.parse(sdp).media:
-        if media.kind == "audio":
-            codecs = media.rtp.codecs
-            return bool(codecs) and codecs[0].mimeType.lower() == "audio/opus" and codecs[0].clockRate == RATE
-    return False
+    return ("\r\n" if "\r\n" in sdp else "\n").join(lines[:start] + section + lines[end:])

@@ -168,11 +168,10 @@ class WebRTCSession:
         except Exception as exc:  # noqa: BLE001 - e.g. no codec in common
             raise OfferError(f"no answer to this offer: {type(exc).__name__}: {exc}"[:300]) from None
         answer = str(self.pc.localDescription.sdp)
-        opus = negotiated_opus(answer)
-        if isinstance(self.track, OpusAgentTrack) and opus:
+        pt = opus_payload_type(answer) if negotiated_opus(answer) else None
+        if isinstance(self.track, OpusAgentTrack) and pt is not None:
             self.track.use_opus()
-        pt = opus_payload_type(answer)
-        if self.audio_in is not None and opus and pt is not None:
+        if self.audio_in is not None and pt is not None:
             # the caller's packets in order without aiortc's 4-packet hold; then ask for fewer, longer ones
             self.jitter = install_jitter(transceivers[0].receiver, self.audio_in, pt)
             if self.jitter is not None:
