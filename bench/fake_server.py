@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from voice import AudioChunk, TurnContext, VoiceAgent, create_app  # noqa: E402
 from voice.testing import FakeTranscriber, FakeTTS  # noqa: E402
+from voice.transports.uvicorn_ws import VoiceWebSocketProtocol  # noqa: E402
 
 SENTENCES = ("Here is the first of two sentences. ", "And here is the second one for you.")
 
@@ -55,7 +56,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--db", default=os.path.join(tempfile.mkdtemp(), "bench.db"))
     ap.add_argument("--reply", choices=["okay", "two-sentences"], default="okay")
-    ap.add_argument("--ws", default="websockets", help="uvicorn's WebSocket implementation")
+    ap.add_argument("--ws", default="voice", help="uvicorn's WebSocket implementation; voice: the one `voice serve` "
+                    "uses (voice.transports.uvicorn_ws)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if a.reply == "okay":  # 0.1 s of audio per reply, so replies end well before the next turn marker
@@ -65,8 +67,9 @@ def main() -> None:
     app = create_app({"assistant": agent}, transcriber=FakeTranscriber(), tts=tts,
                      db_path=a.db, audio_realtime_factor=10.0,
                      max_connections=5000, max_connections_per_client=5000)
+    ws = VoiceWebSocketProtocol if a.ws == "voice" else a.ws
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", loop="uvloop", http="httptools",
-                ws=a.ws, ws_max_size=1 << 20, ws_ping_interval=None)
+                ws=ws, ws_max_size=1 << 20, ws_ping_interval=None)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def main() -> int:
     ap.add_argument("--search-from", type=int, default=150)
     ap.add_argument("--search-step", type=int, default=50)
     ap.add_argument("--reply", choices=["okay", "two-sentences"], default="okay")
-    ap.add_argument("--ws", default="websockets",
-                    help="uvicorn's WebSocket implementation (`voice serve` runs uvicorn's auto: websockets-sansio)")
+    ap.add_argument("--ws", default=None,
+                    help="uvicorn's WebSocket implementation; default: voice's own (voice.transports.uvicorn_ws, what "
+                         "`voice serve` runs) for the voice server, websockets-sansio (uvicorn's auto) for the floor")
     ap.add_argument("--server", choices=["voice", "floor"], default="voice",
                     help="floor: bench/floor_server.py, the same wire traffic with no voice library")
     ap.add_argument("--turn-interval", type=float, default=4.0, help="seconds between turns on one call")
@@ -57,8 +58,9 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "overhead.jsonl"))
     a = ap.parse_args()
     script = "fake_server.py" if a.server == "voice" else "floor_server.py"
+    ws = a.ws or ("voice" if a.server == "voice" else "websockets-sansio")
     server = subprocess.Popen(["taskset", "-c", "0", sys.executable, os.path.join(ROOT, "bench", script),
-                               "--port", str(a.port), "--reply", a.reply, "--ws", a.ws])
+                               "--port", str(a.port), "--reply", a.reply, "--ws", ws])
     tag = ("" if a.server == "voice" else "floor-") + ("" if a.reply == "okay" else "2s-")
     tag += "" if a.turn_interval == 4.0 else f"t{a.turn_interval:g}-"
     try:

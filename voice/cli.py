@@ -18,6 +18,7 @@ import numpy as np
 import uvicorn
 
 from .audio import ENGINE_RATE, resample, to_mono_int16
+from .transports.uvicorn_ws import VoiceWebSocketProtocol
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 
@@ -95,9 +96,14 @@ def serve(args: argparse.Namespace) -> int:
             )
     print(f"voice: serving on http://{args.host}:{args.port}  (agents at ws://{args.host}:{args.port}/agents/…)",
           flush=True)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_max_size=1 << 20)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_max_size=1 << 20,
+                            ws=VoiceWebSocketProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
     DrainingServer(config, voice_server).run()
     return 0
+
+
+#: after the drain, how long uvicorn waits for connection handlers to finish before it cancels them
+SHUTDOWN_GRACE_SECONDS = 10
 
 
 class DrainingServer(uvicorn.Server):

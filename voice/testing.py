@@ -56,16 +56,22 @@ class FakeSession(TranscriberSession):
         self.closed = False
 
     def feed(self, pcm: bytes) -> None:
-        """Read a marker frame's command, if any."""
+        """Read the command of each marker frame in ``pcm`` (audio buffered while a session opened arrives joined,
+        several frames in one chunk)."""
         self.fed_bytes += len(pcm)
-        if not pcm.startswith(MARKER):
-            return
-        kind = _KINDS.get(pcm[8:9])
+        at = pcm.find(MARKER)
+        while at >= 0:
+            at = self._command(pcm, at)
+            at = pcm.find(MARKER, at)
+
+    def _command(self, pcm: bytes, at: int) -> int:
+        """Act on the marker frame at ``at``; returns where its command ends."""
+        kind = _KINDS.get(pcm[at + 8 : at + 9])
         if kind is None:  # a bare marker: the load client's end of turn
             self.options.on_event(Final(self.default_text, speech_ended_at=time.monotonic()))
-            return
-        (length,) = struct.unpack("<H", pcm[9:11])
-        text = pcm[11 : 11 + length].decode()
+            return at + 8
+        (length,) = struct.unpack("<H", pcm[at + 9 : at + 11])
+        text = pcm[at + 11 : at + 11 + length].decode()
         if kind == "start":
             if self.emit_speech_start:
                 self.options.on_event(SpeechStarted())
@@ -79,6 +85,7 @@ class FakeSession(TranscriberSession):
             self.options.on_event(TurnResumed())
         else:
             self.options.on_event(Final(text, speech_ended_at=time.monotonic()))
+        return at + 11 + length
 
     async def close(self) -> None:
         """Mark the session closed."""

@@ -14,6 +14,7 @@ from .. import protocol
 from ..audio import AudioChunk
 from ..engine import Peer, Runtime
 from ..reply import AudioOutput, PlaybackClock
+from . import uvicorn_ws
 from .session import Connection, OrderedWriter
 
 log = logging.getLogger("voice.ws")
@@ -115,6 +116,17 @@ async def serve_websocket(
     if await connection.open(agent_name, instance_id) is None:
         return
     receive = websocket._receive  # the ASGI receive itself: Starlette's wrapper re-checks its state on every frame
+    busy = False  # a text message is being handled: audio behind it must wait its turn
+
+    def take_frame(data: bytes) -> bool:  # the direct path (uvicorn_ws): one frame, in data_received
+        if busy or peer.writer.close_code is not None:
+            return False
+        connection.receive_audio(data)
+        return True
+
+    frames = websocket.scope.get("extensions", {}).get(uvicorn_ws.EXTENSION)
+    if frames is not None:
+        frames["set_sink"](take_frame)
     try:
         while peer.writer.close_code is None:
             message = await receive()
@@ -124,12 +136,18 @@ async def serve_websocket(
             if data is not None:
                 connection.receive_audio(data)
             elif message.get("text") is not None:
-                await connection.receive_text(message["text"])
+                busy = True
+                try:
+                    await connection.receive_text(message["text"])
+                finally:
+                    busy = False
     except WebSocketDisconnect:
         pass
     except Exception:
         log.exception("connection %s failed", connection.call_id)
     finally:
+        if frames is not None:
+            frames["set_sink"](None)
         peer.output.gone = True
         await connection.close()
         await peer.writer.finish()
