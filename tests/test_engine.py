@@ -595,3 +595,24 @@ async def test_history_limit_setting_bounds_ctx_messages(tmp_path):
             await c.wait_for("status", status="idle", after=mark)
         assert [n for kind, n in EVENTS if kind == "seen"] == [0, 2, 3, 3]
         await c.close()
+
+
+async def test_an_ended_reply_is_freed_at_once(server):
+    """A long call must not hold every past reply: asyncio keeps a copy of the context of each timer it set (the
+    TTS chunk timeout among them) until the timer would have fired, and the reply's context must not pin it."""
+    import gc
+
+    from voice.reply import Reply
+
+    c = await Client.connect(f"{server.ws}/agents/streamer/freed?_pk=freed")
+    await c.start_call()
+    for n in range(5):
+        mark = c.mark()
+        await c.send(fake_speech_frame("final", f"count {n}"))
+        await c.wait_for("transcript_end", after=mark)
+        await c.wait_for("status", status="listening", after=mark)
+    await asyncio.sleep(0.2)
+    gc.collect()
+    live = [o for o in gc.get_objects() if isinstance(o, Reply) and o.host.id == "freed"]
+    assert len(live) <= 1, f"{len(live)} replies are still in memory, not just the last one"
+    await c.close()

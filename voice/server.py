@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,21 @@ from .transports.monitoring import mount_metrics
 from .transports.webrtc import mount_webrtc
 
 log = logging.getLogger("voice")
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process, after start-up: what start-up made (modules, models, the app) lives as long as the process,
+    so move it out of the cyclic collector's sight. A full collection under load then scans only the calls' objects
+    (300 calls on the bench: the longest full collection, a pause of every call's audio, went from 119 to ~45 ms)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
 
 MAX_HISTORY_LIMIT = 1_000_000  # ?limit= beyond this is refused (400), never passed to the store
 
@@ -56,6 +72,7 @@ class VoiceServer:
     async def lifespan(self, app: FastAPI | None = None) -> AsyncIterator[None]:
         """Run the runtime for the app's lifetime."""
         await self.runtime.start(warm_up=self.warm_up)
+        _freeze_startup_objects()
         try:
             yield
         finally:

@@ -34,7 +34,7 @@ from ..providers.base import (
     TranscriberEvent,
     TurnResumed,
 )
-from ..reply import CURRENT_REPLY, AudioOutput, Reply
+from ..reply import AudioOutput, Reply, current_reply
 from .call_state import TRANSITIONS, CallState
 from .floor import Floor
 from .speech_input import BargeInVAD, SpeechInput
@@ -330,7 +330,7 @@ class Call:
 
     def _own_reply(self) -> Reply | None:
         """The reply of this call whose code is running now (``on_turn``), which must not wait for itself."""
-        reply = CURRENT_REPLY.get()
+        reply = current_reply()
         if reply is None or reply.host is not self or reply.task is None or reply.task.done():
             return None
         return reply

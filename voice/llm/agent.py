@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar
 
 from ..agent import FLUSH, CallHandle, Flush, TurnContext, VoiceAgent
-from ..reply import CURRENT_REPLY
+from ..reply import current_reply
 from .client import LLMSettings, describe_error, get_client, require_openai
 from .history import TOOL_CALL, to_chat_messages, tool_message
 from .runner import ToolRunner
@@ -205,6 +205,6 @@ class LLMAgent(VoiceAgent):
 async def _until_committed() -> None:
     """Tools have effects, so a speculative turn (started on an eager end of turn, maybe abandoned if the user
     goes on talking) runs them only once it is the real turn."""
-    reply = CURRENT_REPLY.get()
+    reply = current_reply()
     if reply is not None:
         await reply.until_released()

@@ -6,10 +6,9 @@ from .heard import HeardText, Segment
 from .host import ReplyHost
 from .metrics import TurnMetrics
 from .output import AudioOutput, PlaybackClock
-from .reply import CURRENT_REPLY, Reply, TurnResult, as_text_stream
+from .reply import Reply, TurnResult, as_text_stream, current_reply
 
 __all__ = [
-    "CURRENT_REPLY",
     "AudioOutput",
     "ChunkerConfig",
     "HeardText",
@@ -21,4 +20,5 @@ __all__ = [
     "TurnMetrics",
     "TurnResult",
     "as_text_stream",
+    "current_reply",
 ]

@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,17 @@ from .synthesis import Speaker, speak_sentences
 
 log = logging.getLogger("voice.reply")
 
-#: the reply whose code is running (tasks that on_turn's code starts inherit it)
-CURRENT_REPLY: contextvars.ContextVar[Reply | None] = contextvars.ContextVar("voice_current_reply", default=None)
+#: the reply whose code is running (tasks that on_turn's code starts inherit it), by weak reference: asyncio timers
+#: keep a copy of the context they were made in until they would have fired (a TTS timeout: 15 s), and a strong
+#: reference there kept every ended reply (its text, metrics, tasks) alive that long
+_CURRENT: contextvars.ContextVar[weakref.ref[Reply] | None] = contextvars.ContextVar("voice_reply", default=None)
+
+
+def current_reply() -> Reply | None:
+    """The reply whose ``on_turn`` code (or a task it started) is running now, if any."""
+    ref = _CURRENT.get()
+    return ref() if ref is not None else None
+
 
 STALL_SECONDS = 0.15  # a pause in on_turn's text this long releases a finished sentence to TTS
 
@@ -153,7 +163,7 @@ class Reply:
 
     async def _run(self) -> None:
         host = self.host
-        CURRENT_REPLY.set(self)
+        _CURRENT.set(weakref.ref(self))
         try:
             stream = self._open_stream()
             if self.fixed_text is None:
