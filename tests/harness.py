@@ -13,6 +13,8 @@ from typing import Any
 import uvicorn
 import websockets
 
+from voice.transports.uvicorn_ws import VoiceWebSocketProtocol
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -30,11 +32,28 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
         proc.wait()
 
 
+STOP_REPORT_SECONDS = 20.0
+
+
+def print_pending_tasks(why: str) -> None:
+    """Print the stack of every pending task of the running loop (to stderr, which pytest shows on failure and
+    with ``-s``; CI logs keep it)."""
+    import sys
+
+    print(f"\n=== {why}; pending tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+
+
 class LiveServer:
     """Runs an ASGI app with uvicorn inside the test's event loop."""
 
-    def __init__(self, app, port: int | None = None) -> None:
+    def __init__(self, app, port: int | None = None, ws: Any = VoiceWebSocketProtocol) -> None:
         self.app = app
+        self.ws_protocol = ws  # uvicorn's WebSocket protocol: by default the one `voice serve` runs
         self.port = port or free_port()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
@@ -48,7 +67,8 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}"
 
     async def start(self) -> LiveServer:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                                ws=self.ws_protocol)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         deadline = time.monotonic() + 30
@@ -63,6 +83,9 @@ class LiveServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_REPORT_SECONDS)
+            if not done:  # something in the app outlives its connection: say what, then go on waiting
+                print_pending_tasks(f"the server did not stop within {STOP_REPORT_SECONDS:.0f} s")
             await self._task
 
     async def __aenter__(self) -> LiveServer:
