@@ -242,3 +242,39 @@ async def test_cancel(store: Store) -> None:
     assert await store.next_due_in() is not None  # held, not gone
     await store.finish_schedule(keep.id, "p")
     assert await store.next_due_in() is None and await store.schedules() == []
+
+
+async def test_a_retry_stored_while_the_scheduler_reads_is_not_left_to_the_next_poll(tmp_path) -> None:
+    """A run fails and stores its retry while the scheduler is still reading the store: the scheduler must look
+    again at once, not after its poll (here 5 s)."""
+    from voice.history.schedule import Scheduler
+
+    store = SQLiteStore(tmp_path / "voice.db")
+    await store.start()
+    read = store.next_due_in
+
+    async def stale_read() -> float | None:  # the answer is computed, then arrives late (a busy database)
+        due_in = await read()
+        await asyncio.sleep(0.2)
+        return due_in
+
+    store.next_due_in = stale_read  # type: ignore[method-assign]
+    runs: list[float] = []
+
+    async def fire(item) -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 1:
+            raise RuntimeError("once")
+
+    scheduler = Scheduler(store, fire, retry_delay=0.05, poll=5.0)
+    await store.add_schedule("a", "i", 0.0, "m", None)
+    await scheduler.start()
+    try:
+        deadline = time.monotonic() + 3
+        while len(runs) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert len(runs) == 2, "the retry waited for the next poll"
+        assert runs[1] - runs[0] < 1.0
+    finally:
+        await scheduler.stop()
+        await store.close()

@@ -100,7 +100,7 @@ class Echo(VoiceAgent):
         return f"You said: {transcript}."
 
 
-@pytest.mark.parametrize("ws", [VoiceWebSocketProtocol, "websockets-sansio", "wsproto"])
+@pytest.mark.parametrize("ws", [VoiceWebSocketProtocol, "websockets-sansio"])
 async def test_audio_sent_right_behind_start_call_is_heard_on_every_protocol(ws, tmp_path):
     """A client that starts streaming at once, without waiting for ``listening``: nothing it said is lost, and the
     reply comes back, on voice's protocol and on uvicorn's stock ones."""

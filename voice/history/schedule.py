@@ -78,6 +78,9 @@ class Scheduler:
 
     async def _run_loop(self) -> None:
         while True:
+            # cleared before the store is read, not after: a wake() while we read (a retry just stored by one of
+            # our runs) then ends the wait at once instead of being lost until the next poll
+            self._wake.clear()
             try:
                 due_in = await self.store.next_due_in()
                 if due_in is not None and due_in <= 0:
@@ -90,7 +93,6 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler: the store failed; retrying")
                 wait = self.poll
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
