@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -38,8 +39,6 @@ STOP_REPORT_SECONDS = 20.0
 def print_pending_tasks(why: str) -> None:
     """Print the stack of every pending task of the running loop (to stderr, which pytest shows on failure and
     with ``-s``; CI logs keep it)."""
-    import sys
-
     print(f"\n=== {why}; pending tasks:", file=sys.stderr)
     for task in asyncio.all_tasks():
         if task is asyncio.current_task():

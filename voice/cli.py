@@ -22,6 +22,9 @@ from .transports.uvicorn_ws import VoiceWebSocketProtocol
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 
+#: after the drain, how long uvicorn waits for connection handlers to finish before it cancels them
+SHUTDOWN_GRACE_SECONDS = 10
+
 
 # --- voice serve -----------------------------------------------------------------------------------------------
 
@@ -100,10 +103,6 @@ def serve(args: argparse.Namespace) -> int:
                             ws=VoiceWebSocketProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
     DrainingServer(config, voice_server).run()
     return 0
-
-
-#: after the drain, how long uvicorn waits for connection handlers to finish before it cancels them
-SHUTDOWN_GRACE_SECONDS = 10
 
 
 class DrainingServer(uvicorn.Server):

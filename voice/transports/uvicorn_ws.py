@@ -3,9 +3,10 @@
 Under stock ASGI every 20 ms audio frame is queued, reading pauses and resumes (two event-loop calls), and the
 handler task wakes through the whole middleware stack to pick the frame up. With this protocol the app may register
 a *frame sink* through the ``voice.frames`` scope extension (``{"set_sink": callable}``): a binary frame that
-arrives while nothing is queued before it is handed to the sink at once, in ``data_received``. Everything else (text
-frames, frames behind a queued message, frames the sink declines) takes the normal ASGI path, so the order of
-messages is kept.
+arrives while the app waits in ``receive`` with nothing queued (exactly when stock ASGI would hand it over at once)
+goes to the sink instead, in ``data_received``. Everything else (text frames, frames that arrive while the app is
+busy with a message or behind a queued one, frames the sink declines) takes the normal ASGI path, so the app sees
+messages in the order they were sent.
 
 ``voice serve`` uses it. With uvicorn's own command::
 
@@ -35,6 +36,7 @@ class VoiceWebSocketProtocol(WebSocketsSansIOProtocol):
     """:class:`WebSocketsSansIOProtocol` plus the ``voice.frames`` extension."""
 
     _sink: FrameSink | None = None
+    _receiving = False  # the app is waiting in receive()
 
     def handle_connect(self, event: Any) -> None:
         """The upgrade request: offer the extension in the scope before the app starts."""
@@ -47,10 +49,18 @@ class VoiceWebSocketProtocol(WebSocketsSansIOProtocol):
     def _set_sink(self, sink: FrameSink | None) -> None:
         self._sink = sink
 
+    async def receive(self) -> Any:
+        """ASGI ``receive``, noting while the app waits in it."""
+        self._receiving = True
+        try:
+            return await super().receive()
+        finally:
+            self._receiving = False
+
     def handle_bytes(self, event: Any) -> None:
-        """A binary frame: a whole message with nothing queued before it goes to the sink."""
+        """A binary frame: a whole message, arriving while the app waits with nothing queued, goes to the sink."""
         sink = self._sink
-        if sink is not None and event.fin and not self.close_sent and self.queue.empty():
+        if sink is not None and event.fin and self._receiving and self.queue.empty() and not self.close_sent:
             try:
                 taken = sink(bytes(event.data))
             except Exception:  # the app's bug must not take the protocol down: fall back to receive

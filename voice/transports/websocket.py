@@ -116,10 +116,9 @@ async def serve_websocket(
     if await connection.open(agent_name, instance_id) is None:
         return
     receive = websocket._receive  # the ASGI receive itself: Starlette's wrapper re-checks its state on every frame
-    busy = False  # a text message is being handled: audio behind it must wait its turn
 
     def take_frame(data: bytes) -> bool:  # the direct path (uvicorn_ws): one frame, in data_received
-        if busy or peer.writer.close_code is not None:
+        if peer.writer.close_code is not None:
             return False
         connection.receive_audio(data)
         return True
@@ -136,11 +135,7 @@ async def serve_websocket(
             if data is not None:
                 connection.receive_audio(data)
             elif message.get("text") is not None:
-                busy = True
-                try:
-                    await connection.receive_text(message["text"])
-                finally:
-                    busy = False
+                await connection.receive_text(message["text"])
     except WebSocketDisconnect:
         pass
     except Exception:
