@@ -209,6 +209,20 @@ async def test_barge_in_while_the_reply_is_still_being_sent(server):
     await c.close()
 
 
+async def test_a_finished_sentence_is_spoken_while_on_turn_is_still_thinking(server):
+    """on_turn yields a sentence and then thinks for 5 s: the sentence is heard at once, not after the pause (a
+    trailing full stop alone does not prove the sentence ended; the pause does)."""
+    c = await Client.connect(f"{server.ws}/agents/streamer/stall")
+    await c.start_call()
+    mark = c.mark()
+    await c.send(fake_speech_frame("final", "slow answer please"))
+    await c.wait_for("transcript_delta", after=mark)
+    started = asyncio.get_running_loop().time()
+    await c.wait_audio(1000, timeout=1.5)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await c.close()
+
+
 async def test_barge_in_during_client_playback_keeps_only_heard_text(server):
     c = await Client.connect(f"{server.ws}/agents/talker/p1")
     await c.start_call()

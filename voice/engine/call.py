@@ -108,6 +108,7 @@ class Call:
         self.turns = TurnTaking(TurnPolicy.from_settings(settings, self.language), allow_interruptions=allow)
         self.detector = agent.get_turn_detector() if isinstance(agent, VoiceAgent) else None
         self._tick: asyncio.TimerHandle | None = None
+        self._interim_shown = False  # an interim transcript is on the client's screen: a final clears it
         self._events: asyncio.Queue[tuple[Event | TranscriberEvent, asyncio.Future[None] | None]] = asyncio.Queue()
         self.floor = Floor(self, self.turns, self._post)
         self._status = "idle"  # last status sent
@@ -390,7 +391,9 @@ class Call:
             return EarlyTranscript(text, event.speech_ended_at, time.monotonic(), score)
         if isinstance(event, Final):
             final_at = time.monotonic()
-            self.send({"type": "transcript_interim", "text": ""})
+            if self._interim_shown:
+                self._interim_shown = False
+                self.send({"type": "transcript_interim", "text": ""})
             text = await self._rewrite(event.text)
             if isinstance(self.agent, VoiceInputAgent):
                 await self._dictated(text)
@@ -440,6 +443,7 @@ class Call:
             return
         if isinstance(event, Interim) and self.in_call:
             self.send({"type": "transcript_interim", "text": event.text})
+            self._interim_shown = bool(event.text)
         if isinstance(event, TranscriberError):  # fatal ones are handled by SpeechInput
             self.send_error(f"speech recognition: {event.message}", "stt_error")
         else:

@@ -12,11 +12,11 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from .store import Message, Schedule, Store
+from .worker import SerialWorker
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class SQLiteStore(Store):
 
     def __init__(self, path: str | Path = "voice.db") -> None:
         self.path = str(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-sqlite")
+        self._worker = SerialWorker("voice-sqlite")
         self._conn: sqlite3.Connection | None = None
 
     async def start(self) -> None:
@@ -88,9 +88,9 @@ class SQLiteStore(Store):
         self._conn = conn
 
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Submitted at once, so writes keep their order; shielded, so a caller cancelled before the worker thread
-        picked the work up does not cancel it (the write still happens)."""
-        return asyncio.shield(asyncio.get_running_loop().run_in_executor(self._executor, fn, *args))
+        """Submitted at once, so writes keep their order; a caller cancelled meanwhile does not cancel the work (the
+        write still happens)."""
+        return self._worker.submit(fn, *args)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -105,9 +105,9 @@ class SQLiteStore(Store):
                 self._conn.close()
                 self._conn = None
 
-        if not self._executor._shutdown:
+        if not self._worker.stopped:
             await self._run(_close)
-            self._executor.shutdown(wait=True)
+            self._worker.stop()
 
     # --- history -----------------------------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 Everything an instance says or hears is appended here: the user's turns, the agent's replies (only what the user
 heard, marked ``interrupted``, when a reply was cut short), fixed text spoken with ``speak``, and what the agent stores
 itself (``add_message``, e.g. tool calls). Recent messages stay in memory for ``ctx.messages``; writes go to the store
-in the order they were made, each queued before :meth:`Transcript.add` returns, so a cancelled caller never loses
-one. With a store that other processes share, :meth:`Transcript.refresh` brings in what they wrote.
+in the order they were made by one writer per instance, each queued before :meth:`Transcript.add` returns, so a
+cancelled caller never loses one. With a store that other processes share, :meth:`Transcript.refresh` brings in what
+they wrote.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from .store import Message, Store
@@ -31,7 +33,8 @@ class Transcript:
         #: the newest id read from the store: whatever others stored up to it is in memory (own writes do not move
         #: it, so a message another process stored just before one of ours is still brought in by refresh())
         self._synced_id = max((m.id or 0 for m in recent), default=0)
-        self._tail: asyncio.Future[Message] | None = None  # the newest queued write
+        self._pending: deque[tuple[Message, asyncio.Future[Message]]] = deque()  # added, not yet stored, in order
+        self._writer: asyncio.Task[None] | None = None  # stores what is pending, one message after another
 
     @classmethod
     async def load(cls, store: Store, agent: str, instance: str, keep: int) -> Transcript:
@@ -49,10 +52,11 @@ class Transcript:
         message = Message(role, content, interrupted, time.time(), meta=meta)
         self._recent.append(message)
         del self._recent[: -self.keep]
-        previous = self._tail
-        task = asyncio.ensure_future(self._write(previous, message))
-        self._tail = task
-        return asyncio.shield(task)
+        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending.append((message, stored))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_pending())
+        return stored
 
     def user_turn(self, text: str) -> asyncio.Future[Message]:
         """What the user said (or typed)."""
@@ -67,16 +71,29 @@ class Transcript:
             return done
         return self.add("assistant", text, interrupted=interrupted, meta=meta)
 
-    async def _write(self, previous: asyncio.Future[Message] | None, message: Message) -> Message:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)  # order, even if the one before failed
-        try:
-            stored = await self.store.add_message(self.agent, self.instance, message)
-        except Exception:
-            log.exception("could not store a %s message of %s/%s", message.role, self.agent, self.instance)
-            raise
-        self._replace(message, stored)
-        return stored
+    async def _write_pending(self) -> None:
+        """In order; a failed write is logged and handed to its caller, and the ones after it still go ahead. Each
+        result is delivered even if its caller stopped waiting (a cancelled future is skipped)."""
+        pending = self._pending
+        while pending:
+            message, stored = pending[0]
+            try:
+                result = await self.store.add_message(self.agent, self.instance, message)
+            except asyncio.CancelledError:  # the writer itself (the loop is ending): that write was handed over
+                pending.popleft()
+                stored.cancel()
+                raise
+            except Exception as exc:
+                pending.popleft()
+                log.exception("could not store a %s message of %s/%s", message.role, self.agent, self.instance)
+                if not stored.cancelled():
+                    stored.set_exception(exc)
+                    stored.exception()  # logged here: not again as "never retrieved" if nobody awaits it
+                continue
+            pending.popleft()
+            self._replace(message, result)
+            if not stored.cancelled():
+                stored.set_result(result)
 
     def _replace(self, pending: Message, stored: Message) -> None:
         for i in range(len(self._recent) - 1, -1, -1):
@@ -86,8 +103,8 @@ class Transcript:
 
     async def flush(self) -> None:
         """Wait until every message added so far is in the store."""
-        if self._tail is not None:
-            await asyncio.gather(self._tail, return_exceptions=True)
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})  # a caller cancelled here does not cancel the writes
 
     async def refresh(self) -> None:
         """Bring in messages that other processes stored for this instance since we last looked (one query)."""

@@ -2,7 +2,8 @@
 child, with the turn's stage timestamps as span events and its ``metrics`` fields as attributes.
 
 ``opentelemetry-api`` is optional (``pip install 'voice[otel]'``); it is imported once, and without it every
-function here returns at once. With the API but no SDK configured, OpenTelemetry's own no-op tracer is used. Turn
+function here returns at once. With the API but no SDK configured, OpenTelemetry's own no-op tracer is used, and a
+turn of a call whose span does not record (no SDK, or not sampled) costs nothing more. Turn
 spans are written when the turn ends, with the times it recorded, so nothing is traced while audio flows.
 """
 
@@ -60,6 +61,8 @@ def turn_ended(call: Any, source: str, stamps: dict[str, Any], message: dict[str
     if _tracer is None:
         return
     parent = _call_spans.get(call)
+    if parent is not None and not parent.is_recording():
+        return  # no SDK configured, or the call was not sampled: its turns would not be recorded either
     context = trace.set_span_in_context(parent) if parent is not None and trace is not None else None
     now_mono, now_ns = time.monotonic(), time.time_ns()
     times = {name: at for name, at in stamps.items() if name.endswith("_at") and isinstance(at, float)}

@@ -9,7 +9,6 @@ that learn what was heard from the wire (client acks, Twilio marks, a WebRTC tra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -70,11 +69,16 @@ class AudioOutput(ABC):
         """Return once the listener has heard everything written (or it was cleared)."""
         if self._progress is None:
             self._progress = asyncio.Event()
+        loop = asyncio.get_running_loop()
         while self.is_playing():
             self._progress.clear()
             remaining = (self.written - self.played()) / self.sample_rate
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), max(remaining, 0.005))
+            # woken by a report, or by a timer when the estimate says it has all been heard
+            timer = loop.call_later(max(remaining, 0.005), self._progress.set)
+            try:
+                await self._progress.wait()
+            finally:
+                timer.cancel()
 
 
 class PlaybackClock:

@@ -25,7 +25,7 @@ from .chunker import SentenceChunker
 from .heard import HeardText
 from .host import ReplyHost
 from .metrics import TurnMetrics
-from .synthesis import Speaker, speak_sentences
+from .synthesis import SentenceQueue, Speaker
 
 log = logging.getLogger("voice.reply")
 
@@ -168,16 +168,14 @@ class Reply:
             stream = self._open_stream()
             if self.fixed_text is None:
                 self._emit("thinking")
-            sentences: asyncio.Queue[str | None] = asyncio.Queue()
-            speaker = Speaker(host, self.agent, self.metrics, self.cancelled, self.heard)
-            speaking = None
-            if self.speak:
-                speaking = asyncio.create_task(speak_sentences(speaker, sentences, self._send_audio))
+            sentences = SentenceQueue(Speaker(host, self.agent, self.metrics, self.cancelled, self.heard))
+            speaking = asyncio.create_task(sentences.speak(self._send_audio)) if self.speak else None
             try:
                 await self._produce_text(stream, sentences)
                 if speaking:
                     await speaking
             finally:
+                sentences.cancel()
                 if speaking and not speaking.done():
                     speaking.cancel()
                     await asyncio.gather(speaking, return_exceptions=True)
@@ -206,55 +204,42 @@ class Reply:
         ctx = TurnContext(self.history, self.cancelled, self.host, self.source)
         return as_text_stream(self.agent.on_turn(self.transcript or "", ctx))
 
-    async def _produce_text(self, stream: AsyncIterator[str | Flush], sentences: asyncio.Queue[str | None]) -> None:
+    async def _produce_text(self, stream: AsyncIterator[str | Flush], sentences: SentenceQueue) -> None:
         chunker = SentenceChunker(self.host.settings.chunker)
         started = False
-        async for piece in self._with_stalls(stream, chunker, sentences):
-            if isinstance(piece, Flush):
-                self._queue_sentences(sentences, chunker.flush())
-                continue
-            if self.metrics.first_text_at is None:
-                self.metrics.first_text_at = time.monotonic()
-            if not started and piece.strip():
-                started = True
-                self._emit({"type": "transcript_start", "role": "assistant"})
-            self.text += piece
-            if started and self.fixed_text is None:
-                self._emit({"type": "transcript_delta", "text": piece})
-            self._queue_sentences(sentences, chunker.push(piece))
+        # when the text pauses (a slow LLM, a tool call), a finished sentence goes to TTS at once instead of waiting
+        # for the next word to prove it finished
+        stalls = _StallWatch(STALL_SECONDS, lambda: self._queue_sentences(sentences, chunker.stall()))
+        try:
+            async for piece in stream:
+                stalls.progressed()
+                if isinstance(piece, Flush):
+                    self._queue_sentences(sentences, chunker.flush())
+                    continue
+                if self.metrics.first_text_at is None:
+                    self.metrics.first_text_at = time.monotonic()
+                if not started and piece.strip():
+                    started = True
+                    self._emit({"type": "transcript_start", "role": "assistant"})
+                self.text += piece
+                if started and self.fixed_text is None:
+                    self._emit({"type": "transcript_delta", "text": piece})
+                self._queue_sentences(sentences, chunker.push(piece))
+        finally:
+            stalls.stop()
         self.metrics.text_done_at = time.monotonic()
         if started:
             self._emit({"type": "transcript_end", "text": self.text})
         self._queue_sentences(sentences, chunker.flush())
-        sentences.put_nowait(None)
+        sentences.end()
 
-    async def _with_stalls(
-        self, stream: AsyncIterator[str | Flush], chunker: SentenceChunker, sentences: asyncio.Queue[str | None]
-    ) -> AsyncIterator[str | Flush]:
-        """Pass the text through; when it pauses (a slow LLM, a tool call), release a finished sentence at once
-        instead of waiting for the next word to prove it finished."""
-        iterator = stream.__aiter__()
-        while True:
-            step = asyncio.ensure_future(iterator.__anext__())
-            try:
-                done, _ = await asyncio.wait({step}, timeout=STALL_SECONDS)
-                if not done:
-                    self._queue_sentences(sentences, chunker.stall())
-                piece = await step
-            except StopAsyncIteration:
-                return
-            finally:
-                if not step.done():
-                    step.cancel()
-            yield piece
-
-    def _queue_sentences(self, sentences: asyncio.Queue[str | None], chunks: list[str]) -> None:
+    def _queue_sentences(self, sentences: SentenceQueue, chunks: list[str]) -> None:
         if not self.speak:
             return
         for sentence in chunks:
             if self.metrics.first_sentence_at is None:
                 self.metrics.first_sentence_at = time.monotonic()
-            sentences.put_nowait(sentence)
+            sentences.push(sentence)
 
     def _emit(self, item: dict[str, Any] | str) -> None:
         """A message to the client or a phase to the call, held until the release of a held reply."""
@@ -273,3 +258,35 @@ class Reply:
             self.metrics.first_audio_sent_at = time.monotonic()
             self._on_phase(self, "speaking")
         await self.host.output.write(chunk)
+
+
+class _StallWatch:
+    """Calls ``on_stall`` once each time ``seconds`` pass without :meth:`progressed`: one timer per pause, not a
+    task and a wait per piece of text."""
+
+    def __init__(self, seconds: float, on_stall: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._seconds = seconds
+        self._on_stall = on_stall
+        self._last = self._loop.time()
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self._last + seconds, self._check)
+
+    def progressed(self) -> None:
+        """A piece arrived."""
+        self._last = self._loop.time()
+        if self._handle is None:  # it fired for the last pause: watch for the next one
+            self._handle = self._loop.call_at(self._last + self._seconds, self._check)
+
+    def _check(self) -> None:
+        due = self._last + self._seconds
+        if self._loop.time() >= due:
+            self._handle = None
+            self._on_stall()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def stop(self) -> None:
+        """The text ended."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -1,6 +1,6 @@
-"""Sentences → speech → output: synthesize up to ``tts_lookahead`` sentences ahead of the one being sent, send audio
-strictly in order, and record where each sentence lies on the output timeline (so a cut-off reply knows what was
-heard)."""
+"""Sentences → speech → output: synthesize up to ``tts_lookahead`` sentences ahead of the one being sent (starting as
+each sentence arrives), send audio strictly in order, and record where each sentence lies on the output timeline (so
+a cut-off reply knows what was heard)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Speaker:
 
 
 class Synthesis:
-    """One sentence being synthesized; its audio is read in order by :func:`speak_sentences`."""
+    """One sentence being synthesized; its audio is read in order by :meth:`SentenceQueue.speak`."""
 
     def __init__(self, speaker: Speaker, text: str) -> None:
         self.text = text
@@ -42,46 +42,63 @@ class Synthesis:
         self.task = asyncio.create_task(synthesize(speaker, self))
 
 
-async def speak_sentences(
-    reply: Speaker, sentences: asyncio.Queue[str | None], send_audio: Callable[[AudioChunk], Awaitable[None]]
-) -> None:
-    """Until ``None`` arrives on ``sentences``: synthesize ahead, send each sentence's audio in order."""
-    lookahead = max(1, reply.host.settings.tts_lookahead)
-    running: deque[Synthesis] = deque()
-    ended = False
+class SentenceQueue:
+    """The sentences of one reply on their way to speech. :meth:`push` starts synthesis at once while fewer than
+    ``tts_lookahead`` sentences are being synthesized ahead of the one being sent (the rest wait their turn);
+    :meth:`speak` sends each sentence's audio in order. Synthesis starts in the pusher's step, so the first sentence's
+    TTS does not wait for the speaking task to be woken."""
 
-    def top_up() -> None:
-        nonlocal ended
-        while not ended and len(running) < lookahead and not sentences.empty():
-            text = sentences.get_nowait()
-            if text is None:
-                ended = True
-            else:
-                running.append(Synthesis(reply, text))
+    def __init__(self, speaker: Speaker) -> None:
+        self.speaker = speaker
+        self.lookahead = max(1, speaker.host.settings.tts_lookahead)
+        self._waiting: deque[str] = deque()
+        self._running: deque[Synthesis] = deque()
+        self._ended = False
+        self._changed = asyncio.Event()
 
-    try:
-        while True:
-            top_up()
-            if not running:
-                if ended:
-                    return
-                text = await sentences.get()
-                if text is None:
-                    return
-                running.append(Synthesis(reply, text))
-                continue
-            job = running[0]
-            output = reply.host.output
-            # recorded as it is written, so an interruption mid-sentence still knows what was heard of it
-            segment = reply.heard.begin(job.text, output.written, output.sample_rate)
-            while (chunk := await job.chunks.get()) is not None:
-                await send_audio(chunk)
-                segment.end = output.written
-                top_up()
-            segment.complete = True
-            running.popleft()
-    finally:
-        for job in running:
+    def push(self, sentence: str) -> None:
+        """One more sentence to say."""
+        self._waiting.append(sentence)
+        self._top_up()
+
+    def end(self) -> None:
+        """No more sentences will come."""
+        self._ended = True
+        self._changed.set()
+
+    def _top_up(self) -> None:
+        while self._waiting and len(self._running) < self.lookahead:
+            self._running.append(Synthesis(self.speaker, self._waiting.popleft()))
+            self._changed.set()
+
+    async def speak(self, send_audio: Callable[[AudioChunk], Awaitable[None]]) -> None:
+        """Until :meth:`end` and the last sentence is sent: each sentence's audio, in order."""
+        speaker = self.speaker
+        try:
+            while True:
+                if not self._running:
+                    if self._ended:
+                        return
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                job = self._running[0]
+                output = speaker.host.output
+                # recorded as it is written, so an interruption mid-sentence still knows what was heard of it
+                segment = speaker.heard.begin(job.text, output.written, output.sample_rate)
+                while (chunk := await job.chunks.get()) is not None:
+                    await send_audio(chunk)
+                    segment.end = output.written
+                segment.complete = True
+                self._running.popleft()
+                self._top_up()
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop every synthesis in flight; nothing more is said."""
+        self._waiting.clear()
+        for job in self._running:
             job.task.cancel()
 
 

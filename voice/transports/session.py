@@ -199,6 +199,9 @@ class OrderedWriter:
         if self._queue.qsize() >= self.max_items or self._bytes + size > self.max_bytes:
             log.warning("closing a client that does not read (%d messages, %d bytes queued)",
                         self._queue.qsize(), self._bytes)
+            while not self._queue.empty():  # the backlog is dropped: the close frame goes out next
+                self._queue.get_nowait()
+            self._bytes = 0
             self.close(protocol.CLOSE_POLICY, "not reading")
             observability.slow_client_closed(self.transport)
             return
