@@ -129,6 +129,8 @@ async def test_full_voice_call(server):
     await c.wait_for("transcript_interim", text="good", after=mark)
     user = await c.wait_for("transcript", role="user", after=mark)
     assert user["text"] == "good morning"
+    interims = [m["text"] for m in c.json("transcript_interim")[-2:]]
+    assert interims == ["good", ""]  # the interim shown is cleared by the final
     end = await c.wait_for("transcript_end", after=mark)
     assert end["text"] == "You said: good morning."
     metrics = await c.wait_for("metrics", after=mark)
@@ -162,6 +164,7 @@ async def test_message_order_of_a_turn(server):
     assert kinds.index("transcript_delta") < kinds.index("audio")
     assert kinds.count("transcript_delta") >= 9  # streamed word by word
     assert kinds.index("transcript_end") < kinds.index("metrics")
+    assert "transcript_interim" not in kinds  # no interim was shown, so there is none to clear
     end = await c.wait_for("transcript_end", after=mark)
     assert end["text"].split() == "One two three. Four five six. Seven eight nine.".split()
     await c.close()
