@@ -72,28 +72,25 @@ class SentenceQueue:
             self._changed.set()
 
     async def speak(self, send_audio: Callable[[AudioChunk], Awaitable[None]]) -> None:
-        """Until :meth:`end` and the last sentence is sent: each sentence's audio, in order."""
-        speaker = self.speaker
-        try:
-            while True:
-                if not self._running:
-                    if self._ended:
-                        return
-                    self._changed.clear()
-                    await self._changed.wait()
-                    continue
-                job = self._running[0]
-                output = speaker.host.output
-                # recorded as it is written, so an interruption mid-sentence still knows what was heard of it
-                segment = speaker.heard.begin(job.text, output.written, output.sample_rate)
-                while (chunk := await job.chunks.get()) is not None:
-                    await send_audio(chunk)
-                    segment.end = output.written
-                segment.complete = True
-                self._running.popleft()
-                self._top_up()
-        finally:
-            self.cancel()
+        """Until :meth:`end` and the last sentence is sent: each sentence's audio, in order. Whoever owns the queue
+        calls :meth:`cancel` when the reply ends, however it ends."""
+        while True:
+            if not self._running:
+                if self._ended:
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            job = self._running[0]
+            output = self.speaker.host.output
+            # recorded as it is written, so an interruption mid-sentence still knows what was heard of it
+            segment = self.speaker.heard.begin(job.text, output.written, output.sample_rate)
+            while (chunk := await job.chunks.get()) is not None:
+                await send_audio(chunk)
+                segment.end = output.written
+            segment.complete = True
+            self._running.popleft()
+            self._top_up()
 
     def cancel(self) -> None:
         """Stop every synthesis in flight; nothing more is said."""
